@@ -1,0 +1,1 @@
+"""Hugging Face model families of mesa-lm."""

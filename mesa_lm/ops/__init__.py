@@ -1,0 +1,13 @@
+"""Tensor ops of mesa_lm: mesa layer, linear attention and softmax attention, all in (B, T, H, D) layout."""
+
+from .linear import linear_attention, linear_attention_naive
+from .mesa import mesa_attention, mesa_attention_naive
+from .softmax import softmax_attention
+
+__all__ = [
+    "mesa_attention",
+    "mesa_attention_naive",
+    "linear_attention",
+    "linear_attention_naive",
+    "softmax_attention",
+]

@@ -1,0 +1,48 @@
+"""Softmax attention in (B, T, H, D) layout through torch's scaled_dot_product_attention."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .validation import check_qkv
+
+Tensor = torch.Tensor
+
+
+def softmax_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attention_mask: Tensor | None = None,
+    is_causal: bool = True,
+    scale: float | None = None,
+) -> Tensor:
+    """o = softmax(scale * q k^T + mask) v per head; scale defaults to 1/sqrt(D).
+
+    q: (B, Tq, H, D); k: (B, Tk, H, D); v: (B, Tk, H, Dv) -> o (B, Tq, H, Dv).
+    attention_mask: boolean (B, 1 or H, Tq, Tk), True = may attend; when given, is_causal is ignored.
+    Without a mask and with is_causal, query i sits at position Tk - Tq + i (causal mask aligned to the
+    bottom right), so a KV cache needs no explicit mask. Rows with nothing to attend to come out as 0.
+    """
+    fn = "softmax_attention"
+    B, Tq, H, _, _ = check_qkv(fn, q, k, v, same_length=False)
+    Tk = k.shape[1]
+    if attention_mask is not None:
+        if not isinstance(attention_mask, torch.Tensor) or attention_mask.dtype != torch.bool:
+            got = attention_mask.dtype if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+            raise ValueError(f"{fn}: attention_mask has dtype {got}; expected torch.bool (True = may attend)")
+        m = tuple(attention_mask.shape)
+        if len(m) != 4 or m[0] not in (1, B) or m[1] not in (1, H) or m[2:] != (Tq, Tk):
+            want = f"(B, 1 or H, Tq, Tk) = ({B}, 1 or {H}, {Tq}, {Tk})"
+            raise ValueError(f"{fn}: attention_mask has shape {m}; expected {want}")
+        if attention_mask.device != q.device:
+            raise ValueError(f"{fn}: attention_mask is on {attention_mask.device} but q is on {q.device}")
+    elif is_causal and Tq != Tk:
+        # SDPA's is_causal aligns top-left, which is wrong when the queries are the last Tq of Tk tokens.
+        attention_mask = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(diagonal=Tk - Tq)
+    causal = attention_mask is None and is_causal
+    o = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=attention_mask, is_causal=causal, scale=scale
+    )
+    return o.transpose(1, 2)
