@@ -1,0 +1,20 @@
+"""Test session setup: offline Hugging Face libraries and a throw-away HF_HOME (set before transformers loads)."""
+
+import os
+import tempfile
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_EVALUATE_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
+_hf_home = tempfile.mkdtemp(prefix="mesa-lm-hf-home-")
+os.environ["HF_HOME"] = _hf_home
+os.environ["HF_MODULES_CACHE"] = os.path.join(_hf_home, "modules")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
