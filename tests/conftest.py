@@ -10,6 +10,7 @@ os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
 _hf_home = tempfile.mkdtemp(prefix="mesa-lm-hf-home-")
 os.environ["HF_HOME"] = _hf_home
 os.environ["HF_MODULES_CACHE"] = os.path.join(_hf_home, "modules")
+os.environ["MESA_LM_CACHE"] = os.path.join(_hf_home, "mesa_lm_cache")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

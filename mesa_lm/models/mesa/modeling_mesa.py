@@ -337,6 +337,7 @@ class MesaForCausalRegression(MesaPreTrainedModel):
         self,
         inputs: torch.Tensor,
         targets: torch.Tensor | None = None,
+        target_mask: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         past_key_values: MesaCache | None = None,
         use_cache: bool | None = None,
@@ -345,7 +346,11 @@ class MesaForCausalRegression(MesaPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> CausalRegressionOutput | tuple:
-        """`loss = 1/2 * sum over dims of squared error`, averaged over batch and positions."""
+        """`loss = 1/2 * sum over dims of squared error`, averaged over batch and positions.
+
+        `target_mask` (B, T), if given, restricts the average to the positions it marks (e.g. the label positions of
+        a few-shot prompt).
+        """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if inputs.dim() != 3 or inputs.shape[-1] != self.config.input_dim:
             raise ValueError(f"inputs has shape {tuple(inputs.shape)}; expected (B, T, {self.config.input_dim})")
@@ -367,7 +372,12 @@ class MesaForCausalRegression(MesaPreTrainedModel):
                 raise ValueError(
                     f"targets has shape {tuple(targets.shape)}; expected {tuple(predictions.shape)} like the predictions"
                 )
-            loss = 0.5 * (predictions.float() - targets.float()).pow(2).sum(-1).mean()
+            per_position = 0.5 * (predictions.float() - targets.float()).pow(2).sum(-1)
+            if target_mask is None:
+                loss = per_position.mean()
+            else:
+                weights = target_mask.to(per_position.dtype)
+                loss = (per_position * weights).sum() / weights.sum().clamp(min=1.0)
         output = CausalRegressionOutput(
             loss=loss,
             predictions=predictions,

@@ -1,0 +1,1 @@
+"""Training: the options of train_lm.py, run presets, data feeding, optimiser, checkpoints and the loop."""
