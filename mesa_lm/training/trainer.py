@@ -255,7 +255,7 @@ def train(args: TrainArguments) -> dict:
             # gradients are averaged across processes only on the last micro-batch
             sync = accelerator.no_sync(model) if micro < accum - 1 else contextlib.nullcontext()
             with sync:
-                loss = model(**batch).loss / accum
+                loss = model(**batch, use_cache=False).loss / accum
                 accelerator.backward(loss)
             step_loss += loss.detach()
         grad_norm = None
