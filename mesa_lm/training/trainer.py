@@ -161,10 +161,16 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self._previous: dict = {}
 
-    def install(self) -> None:
+    def __enter__(self) -> "StopFlag":
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():  # callers of train() in-process get their handlers back
+            signal.signal(sig, handler)
 
     def _handle(self, signum, frame) -> None:
         self.signal = signum
@@ -188,7 +194,16 @@ def parameters_identical_across_processes(model, accelerator: Accelerator) -> bo
 
 
 def train(args: TrainArguments) -> dict:
-    """Run one training job described by `args`; returns the final results (also written to the output folder)."""
+    """Run one training job described by `args`; returns the final results (also written to the output folder).
+
+    SIGINT and SIGTERM are caught while it runs (a checkpoint is saved, then it returns); the previous handlers are
+    restored afterwards.
+    """
+    with StopFlag() as stop:
+        return _train(args, stop)
+
+
+def _train(args: TrainArguments, stop: StopFlag) -> dict:
     check_output_dir(args)
     task = make_task(args)
     config = build_config(args, task)
@@ -240,8 +255,6 @@ def train(args: TrainArguments) -> dict:
         state = {"step": step, "tokens_seen": tokens_seen + tokens_this_run, "max_steps": args.max_steps}
         return save_checkpoint(accelerator, args.checkpoint_dir, step, state, args.save_total_limit)
 
-    stop = StopFlag()
-    stop.install()
     world, accum, per_device = accelerator.num_processes, args.gradient_accumulation_steps, args.per_device_train_batch_size
     progress = tqdm(total=args.max_steps, initial=start_step, disable=not accelerator.is_local_main_process, desc="train")
     model.train()
@@ -291,6 +304,8 @@ def train(args: TrainArguments) -> dict:
                 "continue with --resume_from_checkpoint latest"
             )
             accelerator.end_training()
+            if metrics_file is not None:
+                metrics_file.close()
             return {"stopped_at_step": done}
     progress.close()
     elapsed = time.perf_counter() - started
