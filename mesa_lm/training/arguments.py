@@ -107,6 +107,13 @@ class TrainArguments:
             if not isinstance(parsed, dict):
                 raise ValueError(f"config_overrides must be a JSON object, got {self.config_overrides!r}")
 
+    @classmethod
+    def from_preset(cls, preset: str, **overrides: Any) -> "TrainArguments":
+        """The options of run preset `preset` with `overrides` (what `train_lm.py --preset NAME ...` builds)."""
+        if preset not in RUN_PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; available presets: {', '.join(RUN_PRESETS)}")
+        return cls(**{**RUN_PRESETS[preset], "preset": preset, **overrides})
+
     @property
     def model_overrides(self) -> dict[str, Any]:
         if self.config_overrides is None:

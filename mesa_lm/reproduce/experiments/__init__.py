@@ -1,0 +1,1 @@
+"""One module per experiment of the report; each exposes `run(out, budget) -> ExperimentResult`."""
