@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .budget import LEVELS, Budget
-from .experiments import language, p1_depth, p1_linear1, p1_mesa1, p1_transformers, p2
+from .experiments import language, p1_depth, p1_fewshot, p1_linear1, p1_mesa1, p1_transformers, p2
 from .report import Claim, ExperimentResult, write_report
 
 EXPERIMENTS = {
@@ -20,6 +20,7 @@ EXPERIMENTS = {
     "p1_mesa1": p1_mesa1.run,
     "p1_depth": p1_depth.run,
     "p1_transformers": p1_transformers.run,
+    "p1_fewshot": p1_fewshot.run,
     "p2": p2.run,
     "language": language.run,
 }

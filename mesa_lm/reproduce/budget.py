@@ -31,5 +31,10 @@ class Budget:
         return {"smoke": 16, "quick": 256, "full": 2048}[self.level]
 
     @property
+    def tune_sequences(self) -> int:
+        """Training sequences on which the baselines' hyperparameters are tuned."""
+        return {"smoke": 32, "quick": 256, "full": 512}[self.level]
+
+    @property
     def resamples(self) -> int:
         return {"smoke": 20, "quick": 200, "full": 1000}[self.level]

@@ -14,9 +14,9 @@ def evaluate(model, budget: Budget, dynamics: str = "fully_observed", prop2_step
         model,
         dynamics=dynamics,
         num_sequences=budget.eval_sequences,
-        num_train=256,
+        num_train=budget.tune_sequences,
         prop2_steps=tuple(prop2_steps),
-        prop2_iterations=budget.pick(150, 300),
+        prop2_iterations=budget.steps(150, 300),
         num_resamples=budget.resamples,
         **options,
     )
