@@ -26,9 +26,9 @@ KEY_QUERY_BLOCKS = [(3, 1), (3, 2)]
 VALUE_OUTPUT_BLOCKS = [(0, 1), (0, 2), (0, 3)]
 
 
-def train_linear(out: Path, budget: Budget, name: str = "linear-1"):
+def train_linear(out: Path, budget: Budget, name: str = "linear-1", quick_steps: int = 500):
     """A [P1] linear-k model trained on constructed tokens (quick: a shorter run at a 3x learning rate)."""
-    return train_model(out, name, preset=name, max_steps=budget.steps(500, 2000),
+    return train_model(out, name, preset=name, max_steps=budget.steps(quick_steps, 2000),
                        learning_rate=budget.pick(3e-4, 1e-4), eval_steps=0, save_steps=0, seed=0)
 
 
