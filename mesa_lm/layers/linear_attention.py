@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.linear.chunk import linear_attention
+from ..ops.linear.recurrent import linear_attention_step
 from .feature_maps import apply_feature_map, feature_dim
 from .gates import GateProjection
 from .padding import mask_padding, no_decay_at_padding
@@ -54,9 +55,12 @@ class LinearAttention(nn.Module):
         gamma = self.forget_gate(hidden_states) if self.forget_gate is not None else None
         gamma = no_decay_at_padding(token_mask, gamma)
         state = layer_cache.get("S") if layer_cache is not None else None
-        o, state = linear_attention(
-            q, k, v, gamma=gamma, initial_state=state, output_final_state=True, chunk_size=self.chunk_size
-        )
+        if T == 1:  # decoding: one recurrent step, O(Dv D) per head whatever the context length
+            o, state = linear_attention_step(q, k, v, gamma=gamma, initial_state=state)
+        else:
+            o, state = linear_attention(
+                q, k, v, gamma=gamma, initial_state=state, output_final_state=True, chunk_size=self.chunk_size
+            )
         if layer_cache is not None:
             layer_cache.set("S", state)
         return self.o_proj(o.reshape(B, T, self.num_heads * self.value_head_dim)), None

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.mesa.chunk import mesa_attention
+from ..ops.mesa.recurrent import mesa_attention_step
 from .gates import GateProjection
 from .norms import RMSNorm
 from .padding import mask_padding, no_decay_at_padding
@@ -99,17 +100,20 @@ class MesaLayer(nn.Module):
         state = None
         if layer_cache is not None and layer_cache.get("H") is not None:
             state = (layer_cache.get("H"), layer_cache.get("G"))
-        o, (H, G) = mesa_attention(
-            q,
-            k,
-            v,
-            self.regulariser(),
-            gamma=gamma,
-            beta=beta,
-            initial_state=state,
-            output_final_state=True,
-            chunk_size=self.chunk_size,
-        )
+        if T == 1:  # decoding: one recurrent step, O(D^3) per head whatever the context length
+            o, (H, G) = mesa_attention_step(q, k, v, self.regulariser(), gamma=gamma, beta=beta, initial_state=state)
+        else:
+            o, (H, G) = mesa_attention(
+                q,
+                k,
+                v,
+                self.regulariser(),
+                gamma=gamma,
+                beta=beta,
+                initial_state=state,
+                output_final_state=True,
+                chunk_size=self.chunk_size,
+            )
         if layer_cache is not None:
             layer_cache.set("H", H)
             layer_cache.set("G", G)

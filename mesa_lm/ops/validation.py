@@ -121,3 +121,9 @@ def check_linear_inputs(
     if initial_state is not None:
         check_state(fn, "initial_state", initial_state, "(B, H, Dv, D)", (B, H, Dv, D), q.device)
     return B, T, H, D, Dv
+
+
+def check_single_step(fn: str, T: int) -> None:
+    """The decoding-step ops take exactly one token."""
+    if T != 1:
+        raise ValueError(f"{fn}: q has T = {T} time steps; a decoding step takes exactly 1 (use the chunked op)")

@@ -1,10 +1,12 @@
-"""mesa_attention (chunked) against the step-by-step reference, closed-form ridge regression and linear attention."""
+"""mesa_attention (chunked, every solve method) against the step-by-step reference, closed-form ridge regression and
+linear attention; gradients of the implicit-differentiation backward against autograd through the reference."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+import mesa_lm.ops.chunking as chunking
 from mesa_lm.ops import linear_attention, mesa_attention, mesa_attention_naive
 
 
@@ -55,18 +57,104 @@ CASES = [
 ]
 
 
+def methods(gated: bool) -> list[str]:
+    """The solve methods that apply: Woodbury is exact only without a forget gate."""
+    return ["cholesky", "cg"] if gated else ["woodbury", "cholesky", "cg"]
+
+
+def method_kwargs(method: str, dtype: torch.dtype) -> dict:
+    # CG to a residual far below the tolerance under test, so the comparison checks the method, not the stop rule.
+    if method == "cg":
+        return dict(method="cg", cg_tol=1e-13 if dtype == torch.float64 else 1e-7, cg_max_iter=100)
+    return dict(method=method)
+
+
+@pytest.fixture
+def small_groups(monkeypatch):
+    """Groups of two chunks, so the streamed forward and backward cross group boundaries even at small T."""
+    monkeypatch.setattr(chunking, "GROUP_TOKENS", 8)
+
+
+# Every case with every method that applies to it (Woodbury needs gamma=None).
+CASES_METHODS = [(*case, m) for case in CASES for m in ["auto", *methods(case[2])]]
+
+
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
-@pytest.mark.parametrize("T,C,gated,lam_kind,init,D,Dv", CASES)
-def test_chunk_matches_naive(dtype, tol, T, C, gated, lam_kind, init, D, Dv):
+@pytest.mark.parametrize("T,C,gated,lam_kind,init,D,Dv,method", CASES_METHODS)
+def test_chunk_matches_naive(dtype, tol, T, C, gated, lam_kind, init, D, Dv, method, small_groups):
     x = make_inputs(T=T, D=D, Dv=Dv, gated=gated, lam_kind=lam_kind, init=init, dtype=dtype)
-    o, (h, g) = mesa_attention(**x, output_final_state=True, chunk_size=C)
+    kw = method_kwargs(method, dtype)
+    o, (h, g) = mesa_attention(**x, output_final_state=True, chunk_size=C, **kw)
     o_ref, (h_ref, g_ref) = mesa_attention_naive(**x, output_final_state=True)
     assert o.shape == (2, T, 3, Dv) and o.dtype == dtype
     assert h.shape == (2, 3, D, D) and g.shape == (2, 3, Dv, D)
+    assert h.dtype == dtype and g.dtype == dtype
     assert rel_err(o, o_ref) <= tol
     assert rel_err(h, h_ref) <= tol
     assert rel_err(g, g_ref) <= tol
-    assert torch.equal(mesa_attention(**x, chunk_size=C), o)  # output_final_state=False returns o alone
+    assert torch.equal(mesa_attention(**x, chunk_size=C, **kw), o)  # output_final_state=False returns o alone
+
+
+def _grads(fn, x: dict, w: tuple, **kw) -> list[torch.Tensor]:
+    """Gradients of sum(w * (o, H_T, G_T)) with respect to every input tensor."""
+    leaves = {n: (t.detach().clone().requires_grad_() if torch.is_tensor(t) else t) for n, t in x.items()}
+    if x.get("initial_state") is not None:
+        leaves["initial_state"] = tuple(s.detach().clone().requires_grad_() for s in x["initial_state"])
+    o, (h, g) = fn(**leaves, output_final_state=True, **kw)
+    loss = (o * w[0]).sum() + (h * w[1]).sum() + (g * w[2]).sum()
+    flat = [t for n, t in leaves.items() if torch.is_tensor(t)] + list(leaves.get("initial_state") or ())
+    return list(torch.autograd.grad(loss, flat))
+
+
+@pytest.mark.parametrize("T,C,gated,lam_kind,init,D,Dv,method", [c for c in CASES_METHODS if c[-1] != "auto"])
+def test_gradients_match_naive_float32(T, C, gated, lam_kind, init, D, Dv, method, small_groups):
+    """Implicit-differentiation gradients against autograd through the loop reference, for every input."""
+    x = make_inputs(T=T, D=D, Dv=Dv, gated=gated, lam_kind=lam_kind, init=init, dtype=torch.float32, seed=11)
+    gen = torch.Generator().manual_seed(12)
+    w = tuple(torch.randn(*s, generator=gen) for s in ((2, T, 3, Dv), (2, 3, D, D), (2, 3, Dv, D)))
+    got = _grads(mesa_attention, x, w, chunk_size=C, **method_kwargs(method, torch.float32))
+    want = _grads(mesa_attention_naive, x, w)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert rel_err(a, b) <= 1e-3
+
+
+def test_woodbury_rejects_forget_gate():
+    x = make_inputs(T=5, gated=True)
+    with pytest.raises(ValueError, match="woodbury.*without a forget gate"):
+        mesa_attention(**x, method="woodbury")
+    with pytest.raises(ValueError, match="method is 'lu'"):
+        mesa_attention(**x, method="lu")
+    with pytest.raises(ValueError, match="cg_tol"):
+        mesa_attention(**x, method="cg", cg_max_iter=0)
+
+
+def test_cg_masks_finished_systems():
+    """Zero queries are solved at once (x = 0, no 0 / 0); a cap of one iteration still gives finite outputs."""
+    x = make_inputs(T=9, gated=True, dtype=torch.float32, seed=13)
+    x["q"][:, 3] = 0.0
+    o = mesa_attention(**x, chunk_size=4, method="cg")
+    assert torch.isfinite(o).all()
+    assert rel_err(o, mesa_attention_naive(**x)) <= 1e-4
+    o1 = mesa_attention(**x, chunk_size=4, method="cg", cg_max_iter=1)
+    assert torch.isfinite(o1).all()
+
+
+def test_long_sequence_many_groups_float32():
+    """A longer, realistic case (normalised keys, D = 16, several default-sized groups) in float32."""
+    gen = torch.Generator().manual_seed(14)
+    B, T, H, D = 1, 700, 2, 16
+    q = torch.nn.functional.normalize(torch.randn(B, T, H, D, generator=gen), dim=-1)
+    k = torch.nn.functional.normalize(torch.randn(B, T, H, D, generator=gen), dim=-1)
+    v = torch.randn(B, T, H, D, generator=gen)
+    lam = 0.25 + torch.rand(H, D, generator=gen)
+    gamma = 0.9 + 0.1 * torch.rand(B, T, H, generator=gen)
+    for kw in (dict(method="woodbury"), dict(gamma=gamma, method="cholesky"), dict(gamma=gamma, method="cg")):
+        o = mesa_attention(q, k, v, lam, chunk_size=32, **kw)
+        ref = mesa_attention_naive(q.double(), k.double(), v.double(), lam.double(), gamma=(
+            gamma.double() if "gamma" in kw else None))
+        assert rel_err(o, ref) <= 1e-4
 
 
 def test_state_carry_equals_full_sequence():
@@ -82,26 +170,56 @@ def test_state_carry_equals_full_sequence():
     assert rel_err(st2[0], st_full[0]) <= 1e-12 and rel_err(st2[1], st_full[1]) <= 1e-12
 
 
-@pytest.mark.parametrize("impl", ["chunk", "naive"])
+@pytest.mark.parametrize("impl", ["cholesky", "cg", "naive"])
 @pytest.mark.parametrize("lam_kind", ["diag", "scalar"])
-def test_gradcheck(impl, lam_kind):
+def test_gradcheck(impl, lam_kind, small_groups):
+    """float64 gradcheck of every input, gates and initial state included (T = 5 over chunks of 2: ragged)."""
     x = make_inputs(B=1, T=5, H=2, D=3, Dv=2, gated=True, lam_kind=lam_kind, init=True, seed=1)
     names = ["q", "k", "v", "lam", "gamma", "beta"]
     leaves = [x[n].clone().requires_grad_() for n in names] + [s.clone().requires_grad_() for s in x["initial_state"]]
 
     def f(q, k, v, lam, gamma, beta, h0, g0):
-        kw = dict(chunk_size=2) if impl == "chunk" else {}
-        fn = mesa_attention if impl == "chunk" else mesa_attention_naive
-        o, (h, g) = fn(q, k, v, lam, gamma, beta, (h0, g0), output_final_state=True, **kw)
+        if impl == "naive":
+            o, (h, g) = mesa_attention_naive(q, k, v, lam, gamma, beta, (h0, g0), output_final_state=True)
+            return o, h, g
+        kw = method_kwargs(impl, torch.float64)
+        o, (h, g) = mesa_attention(q, k, v, lam, gamma, beta, (h0, g0), output_final_state=True, chunk_size=2, **kw)
         return o, h, g
 
     assert torch.autograd.gradcheck(f, leaves)
 
 
-def test_gradcheck_ungated_no_init():
-    x = make_inputs(B=1, T=5, H=2, D=3, Dv=2, gated=False, init=False, seed=2)
-    leaves = [x[n].clone().requires_grad_() for n in ("q", "k", "v", "lam")]
-    assert torch.autograd.gradcheck(lambda q, k, v, lam: mesa_attention(q, k, v, lam, chunk_size=2), leaves)
+@pytest.mark.parametrize(
+    "method,lam_kind", [("woodbury", "diag"), ("woodbury", "scalar"), ("cholesky", "scalar"), ("cg", "diag")]
+)
+def test_gradcheck_ungated(method, lam_kind, small_groups):
+    """Input gate and initial state without a forget gate (the Woodbury case), and the plain ungated layer."""
+    x = make_inputs(B=1, T=5, H=2, D=3, Dv=2, gated=False, lam_kind=lam_kind, init=True, seed=2)
+    x["beta"] = 0.5 + 0.5 * torch.rand(1, 5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    kw = dict(chunk_size=2, output_final_state=True, **method_kwargs(method, torch.float64))
+    leaves = [x[n].clone().requires_grad_() for n in ("q", "k", "v", "lam", "beta")]
+    leaves += [s.clone().requires_grad_() for s in x["initial_state"]]
+
+    def f(q, k, v, lam, beta, h0, g0):
+        o, (h, g) = mesa_attention(q, k, v, lam, beta=beta, initial_state=(h0, g0), **kw)
+        return o, h, g
+
+    assert torch.autograd.gradcheck(f, leaves)
+    if method == "woodbury":
+        plain = [x[n].clone().requires_grad_() for n in ("q", "k", "v", "lam")]
+        assert torch.autograd.gradcheck(lambda q, k, v, lam: mesa_attention(q, k, v, lam, chunk_size=2), plain)
+
+
+def test_gradcheck_single_token():
+    x = make_inputs(B=1, T=1, H=2, D=3, Dv=2, gated=True, init=True, seed=4)
+    names = ["q", "k", "v", "lam", "gamma", "beta"]
+    leaves = [x[n].clone().requires_grad_() for n in names] + [s.clone().requires_grad_() for s in x["initial_state"]]
+
+    def f(q, k, v, lam, gamma, beta, h0, g0):
+        o, (h, g) = mesa_attention(q, k, v, lam, gamma, beta, (h0, g0), output_final_state=True)
+        return o, h, g
+
+    assert torch.autograd.gradcheck(f, leaves)
 
 
 def test_ungated_is_ridge_regression():

@@ -1,30 +1,87 @@
-"""Chunkwise linear attention: carry the state across chunk boundaries, masked products within a chunk."""
+"""Chunkwise linear attention: states at chunk boundaries, masked products within a chunk, streamed over groups of
+chunks. The custom backward keeps only the inputs and the states at group boundaries and recomputes each group's
+chunk states and products, so memory beyond inputs, outputs and gradients is bounded by one group."""
 
 from __future__ import annotations
 
 import torch
 
+from ..chunking import (
+    Decay,
+    Groups,
+    linear_backward_group,
+    linear_forward_group,
+    log_gate_grads,
+    scan_state_grads,
+    scan_states,
+    start_state_grads,
+    state_deltas,
+)
 from ..validation import check_chunk_size, check_linear_inputs
 
 Tensor = torch.Tensor
 
 
-def chunk_decay(log_gamma: Tensor) -> tuple[Tensor, Tensor]:
-    """From log-gates (..., C) of one chunk: A_t = prod_{s<=t} gamma_s (..., C) and
-    d[t, i] = prod_{s=i+1..t} gamma_s for i <= t, 0 for i > t (..., C, C)."""
-    n = log_gamma.shape[-1]
-    cum = log_gamma.cumsum(-1)
-    causal = torch.ones(n, n, dtype=torch.bool, device=log_gamma.device).tril()
-    # Mask before exp: for i > t the difference is positive and could overflow to inf (inf * 0 = nan).
-    diff = torch.where(causal, cum[..., :, None] - cum[..., None, :], float("-inf"))
-    return cum.exp(), diff.exp()
+class LinearAttentionFunction(torch.autograd.Function):
+    """o, S_T = chunked linear attention; see `linear_attention`."""
 
+    @staticmethod
+    def forward(ctx, q, k, v, gamma, s0, chunk_size):  # type: ignore[override]
+        # States and products in the compute dtype even under autocast (bf16 states lose the long-range sum).
+        with torch.autocast(q.device.type, enabled=False):
+            B, T, H, D = q.shape
+            cd = torch.promote_types(q.dtype, torch.float32)
+            grp = Groups(T, chunk_size, cd)
+            s = q.new_zeros(B, H, v.shape[-1], D, dtype=cd) if s0 is None else s0.to(cd)
+            o = q.new_empty(v.shape)
+            # The state at each group's start, for the backward (not views: a view would keep the group alive).
+            checkpoints = q.new_empty(len(grp.slices), *s.shape, dtype=cd)
+            for i, sl in enumerate(grp.slices):
+                qg, kg, vg = grp.get(q, sl), grp.get(k, sl), grp.get(v, sl)
+                dc = Decay.make(grp.get_gate(gamma, sl), grp.C, cd, q.device)
+                checkpoints[i] = s
+                states = scan_states(state_deltas(kg, vg, dc.wlast), dc.alast, s)
+                grp.put(o, sl, linear_forward_group(qg, kg, vg, states[:-1], dc.a, dc.dec))
+                s = states[-1].clone()
+        ctx.save_for_backward(q, k, v, gamma, s0, checkpoints)
+        ctx.chunk_size = chunk_size
+        return o, s
 
-def log_gates(gamma: Tensor | None, B: int, T: int, H: int, ref: Tensor) -> Tensor:
-    """log gamma as (B, H, T) in ref's dtype; zeros (gamma = 1) when there is no gate."""
-    if gamma is None:
-        return ref.new_zeros(B, H, T)
-    return gamma.to(ref.dtype).log().transpose(1, 2)
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, do, ds_final):  # type: ignore[override]
+        q, k, v, gamma, s0, checkpoints = ctx.saved_tensors
+        with torch.autocast(q.device.type, enabled=False):
+            B, T, H, D = q.shape
+            cd = checkpoints.dtype
+            grp = Groups(T, ctx.chunk_size, cd)
+            need_gate = gamma is not None and ctx.needs_input_grad[3]
+            dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+            dgamma = torch.empty_like(gamma) if need_gate else None
+            ds = ds_final.to(cd)  # gradient with respect to the state at the end of the current group
+            later = q.new_zeros(B, H, dtype=cd)  # sum of dc over later groups
+            last = len(grp.slices) - 1
+            for idx in range(last, -1, -1):
+                sl = grp.slices[idx]
+                qg, kg, vg, dog = grp.get(q, sl), grp.get(k, sl), grp.get(v, sl), grp.get(do, sl)
+                gg = grp.get_gate(gamma, sl)
+                dc = Decay.make(gg, grp.C, cd, q.device)
+                states = scan_states(state_deltas(kg, vg, dc.wlast), dc.alast, checkpoints[idx])
+                dstates = scan_state_grads(start_state_grads(dog, qg, dc.a), dc.alast, ds)
+                part = (vg, dog, states[:-1], dstates[1:])
+                dqg, dkg, (dvg,), dcg = linear_backward_group(qg, kg, [part], dc.a, dc.dec, dc.wlast, True, need_gate)
+                grp.put(dq, sl, dqg)
+                grp.put(dk, sl, dkg)
+                grp.put(dv, sl, dvg)
+                if need_gate:
+                    if idx == last:
+                        # The final state decays with every gate: d loss / d c_T gains tr(dS_T^T S_T).
+                        dcg[-1, ..., -1] += (ds * states[-1]).sum((-1, -2))
+                    dlog, later = log_gate_grads(dcg, later)
+                    grp.put_gate(dgamma, sl, dlog / gg)
+                ds = dstates[0]
+            ds0 = ds.to(s0.dtype) if s0 is not None else None
+        return dq, dk, dv, dgamma, ds0, None
 
 
 def linear_attention(
@@ -40,22 +97,11 @@ def linear_attention(
 
     q, k: (B, T, H, D); v: (B, T, H, Dv); gamma: (B, T, H) in (0, 1] or None; initial_state: (B, H, Dv, D).
     Returns o (B, T, H, Dv) in q's dtype, plus S_T in the compute dtype if output_final_state.
+    Chunkwise-parallel; the backward recomputes per group of chunks from the inputs and a few saved states.
+    For one decoding step, `linear_attention_step` does the same in O(Dv D) per head.
     """
     fn = "linear_attention"
-    B, T, H, D, Dv = check_linear_inputs(fn, q, k, v, gamma, initial_state)
+    check_linear_inputs(fn, q, k, v, gamma, initial_state)
     check_chunk_size(fn, chunk_size)
-    cd = torch.promote_types(q.dtype, torch.float32)
-    qh, kh, vh = (x.to(cd).transpose(1, 2) for x in (q, k, v))  # (B, H, T, *)
-    lg = log_gates(gamma, B, T, H, qh)
-    s = qh.new_zeros(B, H, Dv, D) if initial_state is None else initial_state.to(cd)
-    outs = []
-    for start in range(0, T, chunk_size):
-        sl = slice(start, start + chunk_size)
-        qc, kc, vc = qh[:, :, sl], kh[:, :, sl], vh[:, :, sl]
-        a, dec = chunk_decay(lg[:, :, sl])
-        inter = a[..., None] * (qc @ s.transpose(-1, -2))
-        intra = ((qc @ kc.transpose(-1, -2)) * dec) @ vc
-        outs.append(inter + intra)
-        s = a[..., -1, None, None] * s + (vc * dec[..., -1, :, None]).transpose(-1, -2) @ kc
-    o = torch.cat(outs, dim=2).transpose(1, 2).to(q.dtype)
+    o, s = LinearAttentionFunction.apply(q, k, v, gamma, initial_state, chunk_size)
     return (o, s) if output_final_state else o

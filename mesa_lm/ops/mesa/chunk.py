@@ -1,14 +1,173 @@
-"""Chunked mesa layer ("solve, then attend"): per chunk, materialise H_t for the chunk's positions,
-solve (H_t + Lambda) x_t = q_t by Cholesky, then read out o_t = G_t x_t as linear attention over x."""
+"""Chunkwise mesa layer with an implicit-differentiation backward.
+
+Forward, streamed over groups of chunks: the states (H, G) at the group's chunk boundaries by a scan over chunks,
+then x_t = (H_t + Lambda)^{-1} q_t for every position by one of the solvers in `solvers.py`, then o_t = G_t x_t as
+(gated) linear attention with x as the query. Nothing of size T x D x D is ever formed.
+Backward (science.md section 1), over the groups in reverse: with x_t kept from the forward,
+dq_t = (H_t + Lambda)^{-1} G_t^T do_t is one more solve with the same matrices; the gradient into H_t is -dq_t x_t^T,
+into Lambda -dq_t * x_t, into G_t do_t x_t^T. Read as outputs of linear attention with query x_t (held fixed) over G
+(values beta v, output gradient do) and over H (values beta k, output gradient -dq), keys k, these flow to k, v,
+beta, gamma and the initial state through the chunked linear-attention backward.
+Saved for backward: x, the inputs and the states at group boundaries, O(T D) per head; each group's chunk states
+and factorisations are recomputed.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from ..linear.chunk import chunk_decay, log_gates
+from ..chunking import (
+    Decay,
+    Groups,
+    linear_backward_group,
+    linear_forward_group,
+    log_gate_grads,
+    query_grad_group,
+    scan_state_grads,
+    scan_states,
+    start_state_grads,
+    state_deltas,
+)
 from ..validation import check_chunk_size, check_mesa_inputs
+from .solvers import METHODS, MesaSolver
 
 Tensor = torch.Tensor
+
+
+def default_cg_tol(dtype: torch.dtype) -> float:
+    """Relative residual at which CG stops: about 100 ulps of the compute dtype."""
+    return 1e-12 if dtype == torch.float64 else 1e-5
+
+
+def _sym(x: Tensor) -> Tensor:
+    return 0.5 * (x + x.transpose(-1, -2))
+
+
+class _Group:
+    """One group of chunks of the inputs, its decays and its chunk-boundary states (H and G)."""
+
+    def __init__(self, grp: Groups, sl: slice, k, v, gamma, beta, lam, h0: Tensor, g0: Tensor):
+        cd = grp.dtype
+        self.k, self.v = grp.get(k, sl), grp.get(v, sl)
+        self.gamma, self.beta = grp.get_gate(gamma, sl), grp.get_gate(beta, sl)
+        self.decay = Decay.make(self.gamma, grp.C, cd, k.device)
+        # beta scales each token's contribution to both H and G: fold it into the written keys and values.
+        b = None if self.beta is None else self.beta[..., None]
+        self.kb = self.k if b is None else self.k * b
+        self.vb = self.v if b is None else self.v * b
+        w, al = self.decay.wlast, self.decay.alast
+        self.hs = scan_states(state_deltas(self.k, self.kb, w), al, h0)  # (G + 1, B, H, D, D)
+        self.gs = scan_states(state_deltas(self.k, self.vb, w), al, g0)  # (G + 1, B, H, Dv, D)
+        self.lam = lam
+
+    def solver(self, method: str, cg_tol: float, cg_max_iter: int) -> MesaSolver:
+        return MesaSolver(
+            method, self.hs[:-1], self.k, self.kb, self.beta, self.lam, self.decay, cg_tol, cg_max_iter
+        )
+
+
+class MesaFunction(torch.autograd.Function):
+    """o, (H_T, G_T) of the mesa layer; see `mesa_attention`."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, q, k, v, lam, gamma, beta, h0, g0, chunk_size, method, cg_tol, cg_max_iter
+    ):
+        # States and solves in the compute dtype even under autocast (reduced-precision states diverge).
+        with torch.autocast(q.device.type, enabled=False):
+            B, T, H, D = q.shape
+            Dv = v.shape[-1]
+            cd = torch.promote_types(q.dtype, torch.float32)
+            grp = Groups(T, chunk_size, cd)
+            lam_c = lam.to(cd)
+            lam_c = lam_c[:, None].expand(H, D) if lam.ndim == 1 else lam_c
+            # Cholesky reads one triangle only; symmetrising H0 makes the op (and its gradient) well defined.
+            h = q.new_zeros(B, H, D, D, dtype=cd) if h0 is None else _sym(h0.to(cd))
+            g = q.new_zeros(B, H, Dv, D, dtype=cd) if g0 is None else g0.to(cd)
+            keep = any(ctx.needs_input_grad)
+            o = q.new_empty(v.shape)
+            xs = q.new_empty(grp.N, B, H, grp.C, D, dtype=cd) if keep else None  # x_t, saved for the backward
+            # The states at each group's start, for the backward (not views: a view would keep the group alive).
+            hc = q.new_empty(len(grp.slices), B, H, D, D, dtype=cd)
+            gc = q.new_empty(len(grp.slices), B, H, Dv, D, dtype=cd)
+            iterations = 0
+            for i, sl in enumerate(grp.slices):
+                hc[i], gc[i] = h, g
+                gr = _Group(grp, sl, k, v, gamma, beta, lam_c, h, g)
+                solver = gr.solver(method, cg_tol, cg_max_iter)
+                x = solver.solve(grp.get(q, sl))
+                iterations += solver.iterations
+                grp.put(o, sl, linear_forward_group(x, gr.k, gr.vb, gr.gs[:-1], gr.decay.a, gr.decay.dec))
+                if keep:
+                    xs[sl] = x
+                h, g = gr.hs[-1].clone(), gr.gs[-1].clone()
+        ctx.save_for_backward(xs, k, v, lam, gamma, beta, hc, gc)
+        ctx.opts = (chunk_size, method, cg_tol, cg_max_iter)
+        ctx.dtypes = (q.dtype, None if h0 is None else h0.dtype, None if g0 is None else g0.dtype)
+        ctx.iterations = iterations
+        return o, h, g
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, do, dh_t, dg_t):  # type: ignore[override]
+        xs, k, v, lam, gamma, beta, hc, gc = ctx.saved_tensors
+        chunk_size, method, cg_tol, cg_max_iter = ctx.opts
+        q_dtype, h0_dtype, g0_dtype = ctx.dtypes
+        need = ctx.needs_input_grad
+        with torch.autocast(k.device.type, enabled=False):
+            B, T, H, D = k.shape
+            cd = hc.dtype
+            grp = Groups(T, chunk_size, cd)
+            lam_c = lam.to(cd)
+            lam_c = lam_c[:, None].expand(H, D) if lam.ndim == 1 else lam_c
+            need_gate = gamma is not None and need[4]
+            need_beta = beta is not None and need[5]
+            dq = k.new_empty(k.shape, dtype=q_dtype)
+            dk, dv = torch.empty_like(k), torch.empty_like(v)
+            dgamma = torch.empty_like(gamma) if need_gate else None
+            dbeta = torch.empty_like(beta) if need_beta else None
+            dlam = lam_c.new_zeros(H, D)
+            # Gradients with respect to the states at the end of the current group.
+            dh, dg = dh_t.to(cd), dg_t.to(cd)
+            later = k.new_zeros(B, H, dtype=cd)  # sum of dc over later groups
+            last = len(grp.slices) - 1
+            for idx in range(last, -1, -1):
+                sl = grp.slices[idx]
+                gr = _Group(grp, sl, k, v, gamma, beta, lam_c, hc[idx], gc[idx])
+                a, dec, wlast = gr.decay.a, gr.decay.dec, gr.decay.wlast
+                x, dog = xs[sl], grp.get(do, sl)
+                # r_t = G_t^T do_t, then dq_t = (H_t + Lambda)^{-1} r_t (the same symmetric matrix as the forward).
+                r = query_grad_group(dog, gr.k, gr.vb, gr.gs[:-1], a, dec)
+                dqg = gr.solver(method, cg_tol, cg_max_iter).solve(r)
+                del r
+                grp.put(dq, sl, dqg)
+                m = dqg.neg_()  # d loss / d H_t = -dq_t x_t^T: the H part's output gradient is -dq
+                dlam.add_((m * x).sum((0, 1, 3)))  # diagonal of -sum_t dq_t x_t^T
+                # o_t = G_t x_t and p_t = H_t x_t (x held fixed): linear attention with query x over G (values
+                # beta v, output gradient do) and over H (values beta k, output gradient -dq), keys k.
+                dgs = scan_state_grads(start_state_grads(dog, x, a), gr.decay.alast, dg)
+                dhs = scan_state_grads(start_state_grads(m, x, a), gr.decay.alast, dh)
+                parts = [(gr.vb, dog, gr.gs[:-1], dgs[1:]), (gr.kb, m, gr.hs[:-1], dhs[1:])]
+                _, dkg, (dvb, dkb), dcg = linear_backward_group(x, gr.k, parts, a, dec, wlast, False, need_gate)
+                # Route the gradients of the written values beta v, beta k to v, k and beta.
+                if gr.beta is not None:
+                    if need_beta:
+                        grp.put_gate(dbeta, sl, (dvb * gr.v).sum(-1).add_((dkb * gr.k).sum(-1)))
+                    dvb.mul_(gr.beta[..., None])
+                    dkb.mul_(gr.beta[..., None])
+                grp.put(dk, sl, dkg.add_(dkb))
+                grp.put(dv, sl, dvb)
+                if need_gate:
+                    if idx == last:
+                        # The final states decay with every gate: d loss / d c_T gains tr(dS_T^T S_T).
+                        dcg[-1, ..., -1] += (dg * gr.gs[-1]).sum((-1, -2)) + (dh * gr.hs[-1]).sum((-1, -2))
+                    dlog, later = log_gate_grads(dcg, later)
+                    grp.put_gate(dgamma, sl, dlog / gr.gamma)
+                dh, dg = dhs[0], dgs[0]
+            dlam = (dlam.sum(-1) if lam.ndim == 1 else dlam).to(lam.dtype) if need[3] else None
+            dh0 = _sym(dh).to(h0_dtype) if h0_dtype is not None else None
+            dg0 = dg.to(g0_dtype) if g0_dtype is not None else None
+        return dq, dk, dv, dlam, dgamma, dbeta, dh0, dg0, None, None, None, None
 
 
 def mesa_attention(
@@ -21,6 +180,10 @@ def mesa_attention(
     initial_state: tuple[Tensor, Tensor] | None = None,
     output_final_state: bool = False,
     chunk_size: int = 64,
+    *,
+    method: str = "auto",
+    cg_tol: float | None = None,
+    cg_max_iter: int | None = None,
 ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
     """o_t = G_t (H_t + Lambda)^{-1} q_t, with
     H_t = gamma_t H_{t-1} + beta_t k_t k_t^T and G_t = gamma_t G_{t-1} + beta_t v_t k_t^T (Lambda is not decayed).
@@ -29,42 +192,33 @@ def mesa_attention(
     gamma, beta: (B, T, H) in (0, 1] or None (= 1); initial_state: (H0 (B, H, D, D), G0 (B, H, Dv, D)) or None,
     H0 used through its symmetric part (H0 + H0^T) / 2. Returns o (B, T, H, Dv) in q's dtype, plus
     (H_T, G_T) in the compute dtype (float32, or float64 for float64 inputs) if output_final_state.
-    Memory: one (B, H, chunk_size, D, D) tensor per chunk, kept for autograd.
+
+    method: how x_t = (H_t + Lambda)^{-1} q_t is solved (see `solvers.py`): `woodbury` (exact, no forget gate: one
+    C x C Cholesky per chunk), `cholesky` (exact, any gates: one D x D Cholesky per position), `cg` (conjugate
+    gradient to relative residual `cg_tol`, at most `cg_max_iter` iterations, default 1e-5 (1e-12 in float64) and
+    2 D + 10), or `auto` = `woodbury` without gamma, else `cholesky`.
+    Memory: saves x, k, v, the gates and the states at chunk boundaries; works on a bounded group of chunks at a time.
+    For one decoding step, `mesa_attention_step` does the same in O(D^3) per head.
     """
     fn = "mesa_attention"
     B, T, H, D, Dv = check_mesa_inputs(fn, q, k, v, lam, gamma, beta, initial_state)
     check_chunk_size(fn, chunk_size)
+    if method not in METHODS:
+        raise ValueError(f"{fn}: method is {method!r}; expected one of {METHODS}")
+    if method == "auto":
+        method = "woodbury" if gamma is None else "cholesky"
+    if method == "woodbury" and gamma is not None:
+        raise ValueError(
+            f"{fn}: method 'woodbury' is exact only without a forget gate (Lambda is not decayed); "
+            "use 'cholesky' or 'cg' with gamma"
+        )
     cd = torch.promote_types(q.dtype, torch.float32)
-    qh, kh, vh = (x.to(cd).transpose(1, 2) for x in (q, k, v))  # (B, H, T, *)
-    lg = log_gates(gamma, B, T, H, qh)
-    # beta scales each token's contribution to both H and G, so fold it into the written keys/values.
-    kw, vw = kh, vh
-    if beta is not None:
-        b = beta.to(cd).transpose(1, 2)[..., None]
-        kw, vw = b * kh, b * vh
-    lam_diag = lam.to(cd)[:, None].expand(H, D) if lam.ndim == 1 else lam.to(cd)
-    reg = torch.diag_embed(lam_diag)[:, None]  # (H, 1, D, D): broadcasts over (B, H, C, D, D)
-    if initial_state is None:
-        h = qh.new_zeros(B, H, D, D)
-        g = qh.new_zeros(B, H, Dv, D)
-    else:
-        h0 = initial_state[0].to(cd)
-        # Cholesky reads one triangle only; symmetrising makes the op (and its gradient) well defined.
-        h = 0.5 * (h0 + h0.transpose(-1, -2))
-        g = initial_state[1].to(cd)
-    outs = []
-    for start in range(0, T, chunk_size):
-        sl = slice(start, start + chunk_size)
-        qc, kc, kwc, vwc = qh[:, :, sl], kh[:, :, sl], kw[:, :, sl], vw[:, :, sl]
-        a, dec = chunk_decay(lg[:, :, sl])  # (B, H, C), (B, H, C, C)
-        hs = a[..., None, None] * h[:, :, None] + torch.einsum("bhti,bhid,bhie->bhtde", dec, kwc, kc)
-        # cholesky_ex: no host sync on error checking; H_t + Lambda is PD whenever H0 is PSD and Lambda > 0.
-        chol = torch.linalg.cholesky_ex(hs + reg)[0]
-        x = torch.cholesky_solve(qc.unsqueeze(-1), chol).squeeze(-1)  # (B, H, C, D)
-        inter = a[..., None] * (x @ g.transpose(-1, -2))
-        intra = ((x @ kc.transpose(-1, -2)) * dec) @ vwc
-        outs.append(inter + intra)
-        h = hs[:, :, -1]
-        g = a[..., -1, None, None] * g + (vwc * dec[..., -1, :, None]).transpose(-1, -2) @ kc
-    o = torch.cat(outs, dim=2).transpose(1, 2).to(q.dtype)
-    return (o, (h, g)) if output_final_state else o
+    if cg_tol is None:
+        cg_tol = default_cg_tol(cd)
+    if cg_max_iter is None:
+        cg_max_iter = 2 * D + 10
+    if not cg_tol > 0 or isinstance(cg_max_iter, bool) or not isinstance(cg_max_iter, int) or cg_max_iter < 1:
+        raise ValueError(f"{fn}: cg_tol={cg_tol!r} must be > 0 and cg_max_iter={cg_max_iter!r} an int >= 1")
+    h0, g0 = (None, None) if initial_state is None else initial_state
+    o, h_t, g_t = MesaFunction.apply(q, k, v, lam, gamma, beta, h0, g0, chunk_size, method, cg_tol, cg_max_iter)
+    return (o, (h_t, g_t)) if output_final_state else o

@@ -1,0 +1,227 @@
+"""Shared machinery of the chunkwise ops: chunked layout, gate decays, state scans, and the chunked linear-attention
+forward and backward that both linear attention and the mesa layer's read-out are built from.
+
+The ops stream over groups of consecutive chunks (about GROUP_TOKENS positions each). A group of the (B, T, H, F)
+inputs becomes a contiguous (G, B, H, C, F) block (zero-padded past T), whose leading axes flatten into one batch
+axis for the batched matmuls. Zero keys and values with gate 1 leave every state unchanged, so padding never changes
+a result. Per chunk, with local cumulative log-gates c_t = sum_{s<=t} log gamma_s:
+    a[t]       = exp(c_t)                  decay from the chunk start to position t
+    dec[t, i]  = exp(c_t - c_i), i <= t    decay from token i to position t (the causal mask when ungated)
+    wlast[i]   = dec[C-1, i]               decay from token i to the chunk end
+    alast      = a[C-1]                    decay of the whole chunk
+Within a group, the states at the chunk boundaries come from a short scan over chunks; everything else is
+chunk-parallel. The forward carries one state from group to group and keeps it at each group's start; the backward
+visits the groups in reverse, recomputes their chunk states from those, and carries the state gradient back. Memory
+beyond the inputs, outputs and gradients is therefore one group's worth, whatever T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+# Positions per (batch, head) in one group of chunks: large enough for efficient batched matmuls, small enough that
+# a group's temporaries (a few (C, C) and (C, D) blocks per chunk) stay cache-sized and a small part of the inputs.
+GROUP_TOKENS = 256
+
+
+def num_chunks(T: int, chunk_size: int) -> tuple[int, int]:
+    """(C, N): the chunk length actually used (never longer than T) and the number of chunks."""
+    C = min(chunk_size, T)
+    return C, -(-T // C)
+
+
+def chunk_groups(N: int, C: int, tokens: int | None = None) -> list[slice]:
+    """Consecutive slices of the chunk axis, each about `tokens` (default GROUP_TOKENS) positions long."""
+    step = max(1, (GROUP_TOKENS if tokens is None else tokens) // C)
+    return [slice(start, min(N, start + step)) for start in range(0, N, step)]
+
+
+class Groups:
+    """Moves data between the (B, T, H, F) layout and one group of chunks (G, B, H, C, F) at a time."""
+
+    def __init__(self, T: int, chunk_size: int, dtype: torch.dtype):
+        self.T, self.dtype = T, dtype
+        self.C, self.N = num_chunks(T, chunk_size)
+        self.slices = chunk_groups(self.N, self.C)
+
+    def span(self, sl: slice) -> tuple[int, int]:
+        """The token range [t0, t1) of the chunks `sl` (t1 < (sl.stop) * C for a ragged last chunk)."""
+        return sl.start * self.C, min(sl.stop * self.C, self.T)
+
+    def get(self, x: Tensor, sl: slice) -> Tensor:
+        """(B, T, H, F) -> contiguous (G, B, H, C, F) in the compute dtype, zero-padded past T.
+        May share memory with x when the permutation is trivial: callers never write into it."""
+        t0, t1 = self.span(sl)
+        G = sl.stop - sl.start
+        x = x[:, t0:t1]
+        if t1 - t0 != G * self.C:
+            x = F.pad(x, (0, 0, 0, 0, 0, G * self.C - (t1 - t0)))
+        B, _, H, Fd = x.shape
+        return x.reshape(B, G, self.C, H, Fd).permute(1, 0, 3, 2, 4).to(self.dtype).contiguous()
+
+    def get_gate(self, g: Tensor | None, sl: slice) -> Tensor | None:
+        """(B, T, H) -> (G, B, H, C) in the compute dtype; padding gets 1 (no decay, scaling by 1)."""
+        if g is None:
+            return None
+        t0, t1 = self.span(sl)
+        G = sl.stop - sl.start
+        g = g[:, t0:t1]
+        if t1 - t0 != G * self.C:
+            g = F.pad(g, (0, 0, 0, G * self.C - (t1 - t0)), value=1.0)
+        B, _, H = g.shape
+        return g.reshape(B, G, self.C, H).permute(1, 0, 3, 2).to(self.dtype).contiguous()
+
+    def put(self, out: Tensor, sl: slice, y: Tensor) -> None:
+        """Write a group (G, B, H, C, F) into out (B, T, H, F), dropping the padding."""
+        t0, t1 = self.span(sl)
+        G, B, H, C, Fd = y.shape
+        out[:, t0:t1] = y.permute(1, 0, 3, 2, 4).reshape(B, G * C, H, Fd)[:, : t1 - t0]
+
+    def put_gate(self, out: Tensor, sl: slice, y: Tensor) -> None:
+        """Write a per-position group (G, B, H, C) into out (B, T, H)."""
+        self.put(out[..., None], sl, y[..., None])
+
+
+@dataclass
+class Decay:
+    """Decays of one group of chunks (see the module docstring); all None for an ungated op, whose decays are 1."""
+
+    a: Tensor | None  # (G, B, H, C)
+    dec: Tensor  # (G, B, H, C, C), or the (C, C) causal mask when ungated
+    wlast: Tensor | None  # (G, B, H, C)
+    alast: Tensor | None  # (G, B, H)
+
+    @classmethod
+    def make(cls, gamma: Tensor | None, C: int, dtype: torch.dtype, device: torch.device) -> "Decay":
+        """From a group's gates (G, B, H, C) or None."""
+        causal = torch.ones(C, C, dtype=dtype, device=device).tril_()
+        if gamma is None:
+            return cls(None, causal, None, None)
+        cum = gamma.log().cumsum(-1)
+        # Mask before exp: for i > t the difference is positive and could overflow to inf (inf * 0 = nan).
+        diff = (cum[..., :, None] - cum[..., None, :]).masked_fill_(causal == 0, float("-inf"))
+        return cls(cum.exp(), diff.exp_(), (cum[..., -1:] - cum).exp_(), cum[..., -1].exp())
+
+    def sub(self, sl: slice) -> "Decay":
+        """The decays of the chunks `sl` of this group."""
+        if self.a is None:
+            return self
+        return Decay(self.a[sl], self.dec[sl], self.wlast[sl], self.alast[sl])
+
+
+def scale(x: Tensor, w: Tensor | None) -> Tensor:
+    """x * w[..., None] (w = None means 1)."""
+    return x if w is None else x * w[..., None]
+
+
+def scan_states(delta: Tensor, alast: Tensor | None, s0: Tensor) -> Tensor:
+    """States at the chunk boundaries of a group: out[0] = s0, out[n + 1] = alast[n] out[n] + delta[n].
+
+    delta: (G, B, H, R, D); alast: (G, B, H) or None (= 1); s0: (B, H, R, D). Returns (G + 1, B, H, R, D).
+    A sequential pass over chunks (not tokens) of small contiguous updates; everything heavy is chunk-parallel.
+    """
+    G = delta.shape[0]
+    out = delta.new_empty(G + 1, *delta.shape[1:])
+    out[0] = s0
+    for n in range(G):
+        if alast is None:
+            torch.add(out[n], delta[n], out=out[n + 1])
+        else:
+            torch.addcmul(delta[n], alast[n, ..., None, None], out[n], out=out[n + 1])
+    return out
+
+
+def scan_state_grads(e: Tensor, alast: Tensor | None, ds_end: Tensor) -> Tensor:
+    """Gradients with respect to the boundary states of `scan_states`: out[G] = ds_end (from everything after the
+    group) and out[n] = alast[n] out[n + 1] + e[n], with e[n] the gradient chunk n's outputs send to its start state."""
+    G = e.shape[0]
+    out = e.new_empty(G + 1, *e.shape[1:])
+    out[G] = ds_end
+    for n in range(G - 1, -1, -1):
+        if alast is None:
+            torch.add(out[n + 1], e[n], out=out[n])
+        else:
+            torch.addcmul(e[n], alast[n, ..., None, None], out[n + 1], out=out[n])
+    return out
+
+
+def state_deltas(k: Tensor, v: Tensor, wlast: Tensor | None) -> Tensor:
+    """Each chunk's own contribution to the state at its end: sum_i wlast[i] v_i k_i^T, (G, B, H, Dv, D)."""
+    return scale(v, wlast).transpose(-1, -2) @ k
+
+
+def start_state_grads(do: Tensor, q: Tensor, a: Tensor | None) -> Tensor:
+    """Per chunk, the gradient its outputs send to its start state: sum_t a_t do_t q_t^T, (G, B, H, Dv, D)."""
+    return scale(do, a).transpose(-1, -2) @ q
+
+
+def linear_forward_group(q: Tensor, k: Tensor, v: Tensor, s: Tensor, a: Tensor | None, dec: Tensor) -> Tensor:
+    """Outputs of a group of chunks: o_t = a_t S_n q_t + sum_{i<=t} dec[t, i] (k_i . q_t) v_i.
+
+    q, k: (G, B, H, C, D); v: (G, B, H, C, Dv); s: (G, B, H, Dv, D) the states at the chunks' starts.
+    """
+    out = scale(q @ s.transpose(-1, -2), a)
+    return out.add_((q @ k.transpose(-1, -2)).mul_(dec) @ v)
+
+
+def query_grad_group(do: Tensor, k: Tensor, v: Tensor, s: Tensor, a: Tensor | None, dec: Tensor) -> Tensor:
+    """Gradient of `linear_forward_group` with respect to q: a_t S_n^T do_t + sum_{i<=t} dec[t, i] (v_i . do_t) k_i."""
+    out = scale(do @ s, a)
+    return out.add_((do @ v.transpose(-1, -2)).mul_(dec) @ k)
+
+
+def linear_backward_group(
+    q: Tensor,
+    k: Tensor,
+    parts: Sequence[tuple[Tensor, Tensor, Tensor, Tensor]],
+    a: Tensor | None,
+    dec: Tensor,
+    wlast: Tensor | None,
+    need_q: bool,
+    need_gate: bool,
+) -> tuple[Tensor | None, Tensor, list[Tensor], Tensor | None]:
+    """Gradients of linear attention for a group of chunks, for one or more value/state parts sharing q and k.
+
+    parts: (v, do, s, ds_end) per part: values (G, B, H, C, Dv), output gradients, states at the chunks' starts
+    (G, B, H, Dv, D), and gradients with respect to the states at the chunks' ends (from `scan_state_grads`).
+    Returns (dq or None, dk, [dv per part], dc or None). dc[t] = q_t . dq_t - k_t . dk_t is the gradient with respect
+    to the log-cumsum of the gates at t (a decay exp(c_t - c_i) pairs a query at t with a key at i); the caller adds
+    the final state's own term and reverse-cumsums it into log-gate gradients.
+    """
+    p = None  # [t, i] = dec[t, i] sum over parts of (do_t . v_i)
+    for v, do, _, _ in parts:
+        pv = do @ v.transpose(-1, -2)
+        p = pv if p is None else p.add_(pv)
+    p.mul_(dec)
+    dk = p.transpose(-1, -2) @ q
+    for v, _, _, ds in parts:
+        dk.add_(scale(v @ ds, wlast))
+    dq = None
+    if need_q or need_gate:
+        dq = p @ k
+        for _, do, s, _ in parts:
+            dq.add_(scale(do @ s, a))
+    del p
+    sqk = (q @ k.transpose(-1, -2)).mul_(dec).transpose(-1, -2)  # [i, t] = dec[t, i] (q_t . k_i)
+    dvs = [(sqk @ do).add_(scale(k @ ds.transpose(-1, -2), wlast)) for _, do, _, ds in parts]
+    dc = None
+    if need_gate:
+        dc = (q * dq).sum(-1) - (k * dk).sum(-1)
+    return dq, dk, dvs, dc
+
+
+def log_gate_grads(dc: Tensor, later: Tensor) -> tuple[Tensor, Tensor]:
+    """d loss / d log gamma for a group from dc (G, B, H, C): the log-gate at s enters every c_t with t >= s.
+
+    later: (B, H) the sum of dc over all later groups. Returns (G, B, H, C) and the updated running sum.
+    """
+    G, B, H, C = dc.shape
+    seq = dc.permute(1, 2, 0, 3).reshape(B, H, G * C)
+    suffix = seq.flip(-1).cumsum(-1).flip(-1) + later[..., None]
+    return suffix.reshape(B, H, G, C).permute(2, 0, 1, 3), suffix[..., 0]

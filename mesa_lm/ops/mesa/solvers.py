@@ -1,0 +1,131 @@
+"""Per-position solves x_t = (H_t + Lambda)^{-1} b_t for every position of a chunked sequence.
+
+H_t = a_t H_n + sum_{i<=t in chunk n} dec[t, i] beta_i k_i k_i^T, with H_n the state at the start of chunk n. The same
+solver answers the forward (b = q) and the backward (b = G^T do: the matrix is symmetric). Three methods:
+
+- `woodbury` (exact, ungated only): with R = (H_n + Lambda)^{-1} from a Cholesky factor at each chunk boundary,
+  (H_n + Lambda + K_t^T K_t)^{-1} = R - R K_t^T (I + K_t R K_t^T)^{-1} K_t R for the chunk's first t keys K_t (scaled
+  by sqrt(beta)). I + K_t R K_t^T is the leading t x t block of A = I + K R K^T, and the leading blocks of A's
+  Cholesky factor L (and of L^{-1}) are the factors of A's leading blocks, so one C x C factorisation per chunk
+  serves every position: Z = L^{-T} triu(L^{-1} K R B^T) holds A_t^{-1} K_t R b_t in column t.
+- `cholesky` (exact, any gates): materialise H_t for a few positions at a time and factor each (O(D^3) per position).
+- `cg` (iterative, any gates): Jacobi-preconditioned conjugate gradient from the Jacobi start x = b / diag, every
+  position its own system, stopped per system when ||r|| <= tol ||b|| (finished systems are masked, not guarded by
+  epsilons); each matrix product is a gated linear-attention pass with the keys as values.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..chunking import Decay, chunk_groups, scale
+
+Tensor = torch.Tensor
+
+METHODS = ("auto", "woodbury", "cholesky", "cg")
+# Positions per (batch, head) whose (D, D) matrices the per-position method holds at once.
+CHOLESKY_TOKENS = 64
+
+
+def _eye(n: int, like: Tensor) -> Tensor:
+    return torch.eye(n, dtype=like.dtype, device=like.device)
+
+
+def _lower_inverse(m: Tensor) -> Tensor:
+    """L^{-1} of the Cholesky factor L of SPD matrices m (..., n, n). cholesky_ex: no host sync on error checks;
+    the matrices are positive definite whenever H0 is PSD and Lambda > 0."""
+    chol = torch.linalg.cholesky_ex(m)[0]
+    return torch.linalg.solve_triangular(chol, _eye(m.shape[-1], m).expand_as(m), upper=False)
+
+
+class MesaSolver:
+    """Solves for every position of one group of chunks; right-hand sides (G, B, H, C, D). See the module docstring."""
+
+    def __init__(
+        self,
+        method: str,
+        h: Tensor,
+        k: Tensor,
+        kb: Tensor,
+        beta: Tensor | None,
+        lam: Tensor,
+        decay: Decay,
+        cg_tol: float,
+        cg_max_iter: int,
+    ):
+        # h: (G, B, H, D, D) states at the chunks' starts; k, kb = beta k: (G, B, H, C, D); beta: (G, B, H, C) or
+        # None; lam: (H, D), the diagonal of Lambda; decay: the group's decays.
+        self.method, self.h, self.k, self.kb, self.beta, self.lam, self.decay = method, h, k, kb, beta, lam, decay
+        self.cg_tol, self.cg_max_iter = cg_tol, cg_max_iter
+        self.iterations = 0  # CG iterations run (for diagnostics and benchmarks)
+
+    def solve(self, b: Tensor) -> Tensor:
+        if self.method == "woodbury":
+            return self._woodbury(b)
+        if self.method == "cg":
+            return self._cg(b)
+        # The per-position method holds a (D, D) matrix per position: a few chunks at a time bound that memory.
+        x = torch.empty_like(b)
+        for sl in chunk_groups(b.shape[0], b.shape[3], CHOLESKY_TOKENS):
+            x[sl] = self._cholesky(sl, b[sl])
+        return x
+
+    def _woodbury(self, b: Tensor) -> Tensor:
+        ks = self.k if self.beta is None else self.k * self.beta[..., None].sqrt()
+        li = _lower_inverse(self.h + torch.diag_embed(self.lam))  # R = (H_n + Lambda)^{-1} = li^T li
+        w = li @ ks.transpose(-1, -2)  # (D, C): A = I + w^T w = I + K R K^T
+        lai = _lower_inverse(_identity_plus_gram(w))
+        bw = li @ b.transpose(-1, -2)  # (D, C)
+        y = (lai @ (w.transpose(-1, -2) @ bw)).triu_()  # column t: L_t^{-1} K_t R b_t, zero below row t
+        z = lai.transpose(-1, -2) @ y  # column t: A_t^{-1} K_t R b_t (zero below row t)
+        return (bw - w @ z).transpose(-1, -2) @ li  # rows: R b_t - R K_t^T z_t
+
+    def _cholesky(self, sl: slice, b: Tensor) -> Tensor:
+        decay = self.decay.sub(sl)
+        k, kb, h = self.k[sl], self.kb[sl], self.h[sl]
+        D = k.shape[-1]
+        outer = (kb[..., :, None] * k[..., None, :]).flatten(-2)  # (G, B, H, C, D * D)
+        hs = (decay.dec @ outer).unflatten(-1, (D, D))  # sum_{i<=t} dec[t, i] beta_i k_i k_i^T per position
+        hs += torch.diag_embed(self.lam)[:, None]
+        hs += h[:, :, :, None] if decay.a is None else decay.a[..., None, None] * h[:, :, :, None]
+        chol = torch.linalg.cholesky_ex(hs)[0]
+        return torch.cholesky_solve(b[..., None], chol).squeeze(-1)
+
+    def _matvec(self, p: Tensor) -> Tensor:
+        """(H_t + Lambda) p_t for every position (H_n symmetric: p H_n = (H_n p)^T)."""
+        inter = scale(p @ self.h, self.decay.a)
+        return inter.add_((p @ self.k.transpose(-1, -2)).mul_(self.decay.dec) @ self.kb).addcmul_(p, self.lam[:, None])
+
+    def _cg(self, b: Tensor) -> Tensor:
+        hdiag = scale(self.h.diagonal(dim1=-2, dim2=-1)[..., None, :], self.decay.a)  # (G, B, H, C or 1, D)
+        minv = 1.0 / (hdiag + self.decay.dec @ (self.kb * self.k) + self.lam[:, None])  # Jacobi preconditioner, > 0
+        x = b * minv
+        r = b - self._matvec(x)
+        z = r * minv
+        p = z
+        rz = (r * z).sum(-1, keepdim=True)
+        stop = (self.cg_tol * b.norm(dim=-1, keepdim=True)).square()
+        for _ in range(self.cg_max_iter):
+            active = r.square().sum(-1, keepdim=True) > stop
+            if not bool(active.any()):
+                break
+            self.iterations += 1
+            ap = self._matvec(p)
+            pap = (p * ap).sum(-1, keepdim=True)
+            # Active systems have r != 0, so rz > 0 and p^T A p > 0; finished ones take a zero step (no 0 / 0).
+            alpha = torch.where(active, rz / torch.where(active, pap, 1.0), 0.0)
+            x = x.addcmul_(alpha, p)
+            r = r.addcmul_(alpha, ap, value=-1.0)
+            z = r * minv
+            rz_new = (r * z).sum(-1, keepdim=True)
+            beta = torch.where(active, rz_new / torch.where(active, rz, 1.0), 0.0)
+            p = z.addcmul_(beta, p)
+            rz = torch.where(active, rz_new, rz)
+        return x
+
+
+def _identity_plus_gram(w: Tensor) -> Tensor:
+    """I + w^T w for w (..., D, C)."""
+    g = w.transpose(-1, -2) @ w
+    g.diagonal(dim1=-2, dim2=-1).add_(1.0)
+    return g
