@@ -87,9 +87,27 @@ def compressed_products(products: list[HeadProducts], block: int) -> list[HeadPr
     return [HeadProducts(compress(p.key_query), compress(p.value_output)) for p in products]
 
 
-def interpolate_products(a: list[HeadProducts], b: list[HeadProducts], alpha: float) -> list[HeadProducts]:
+def balance_products(products: list[HeadProducts]) -> list[HeadProducts]:
+    """The same function with each head's scale split evenly: a head computes `V_h (...) K_h`, so `(s K_h, V_h / s)`
+    is the same head for any s > 0; pick s so that `||K_h|| = ||V_h||` (Frobenius). Heads with a zero product stay."""
+    balanced = []
+    for layer in products:
+        kq_norm = layer.key_query.flatten(1).norm(dim=1)
+        vo_norm = layer.value_output.flatten(1).norm(dim=1)
+        live = (kq_norm > 0) & (vo_norm > 0)
+        scale = torch.where(live, (vo_norm / kq_norm.where(live, torch.ones_like(kq_norm))).sqrt(),
+                            torch.ones_like(kq_norm))
+        balanced.append(HeadProducts(layer.key_query * scale[:, None, None], layer.value_output / scale[:, None, None]))
+    return balanced
+
+
+def interpolate_products(a: list[HeadProducts], b: list[HeadProducts], alpha: float,
+                         balance: bool = True) -> list[HeadProducts]:
     """`(1 - alpha) a + alpha b`, product by product, heads matched by index ([P1]'s interpolation between trained
-    weights and a construction)."""
+    weights and a construction). With `balance` (default) both sides first get each head's scale split evenly between
+    its two products (`balance_products`); otherwise an arbitrary split of the same function would bend the path."""
+    if balance:
+        a, b = balance_products(a), balance_products(b)
     return [
         HeadProducts((1 - alpha) * pa.key_query + alpha * pb.key_query,
                      (1 - alpha) * pa.value_output + alpha * pb.value_output)
@@ -98,6 +116,7 @@ def interpolate_products(a: list[HeadProducts], b: list[HeadProducts], alpha: fl
 
 
 __all__ = [
+    "balance_products",
     "check_plain_linear",
     "compressed_products",
     "interpolate_products",

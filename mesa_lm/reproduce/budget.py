@@ -1,5 +1,6 @@
-"""How long the report trains and how much it evaluates: `full`, `quick` (minutes on 2 CPU cores) or `smoke` (seconds,
-for tests: every code path runs, no claim is expected to hold)."""
+"""How long the report trains and how much it evaluates: `full` (about an hour on 2 CPU cores: every setting, larger
+evaluation sets, longer training), `quick` (about 11 minutes on 2 CPU cores) or `smoke` (seconds, for tests: every code
+path runs, no claim is expected to hold). Both real budgets train far less than the papers (see docs/reproduce.md)."""
 
 from __future__ import annotations
 

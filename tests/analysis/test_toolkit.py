@@ -66,8 +66,28 @@ def test_compressed_alg_of_an_exact_construction_returns_it():
 def test_interpolation_endpoints():
     a = model_products(proposition1_model(state_dim=3, eta=0.2))
     b = model_products(proposition1_model(state_dim=3, eta=0.6))
-    mid = interpolate_products(a, b, 0.5)[0]
+    mid = interpolate_products(a, b, 0.5, balance=False)[0]
     torch.testing.assert_close(mid.value_output, model_products(proposition1_model(state_dim=3, eta=0.4))[0].value_output)
+    for alpha in (0.0, 1.0):  # balancing changes the split, not the function
+        ends = interpolate_products(a, b, alpha)
+        inputs = constructed_tokens(torch.randn(2, 7, 3, dtype=torch.float64))
+        torch.testing.assert_close(products_forward(ends, inputs, 3), products_forward(b if alpha else a, inputs, 3))
+
+
+def test_balanced_interpolation_between_two_splits_of_one_function_is_constant():
+    torch.manual_seed(0)
+    config = MesaConfig.from_preset("linear-1", initializer_range=0.1)
+    products = model_products(MesaForCausalRegression(config).double().eval())
+    scales = torch.rand(products[0].key_query.shape[0], dtype=torch.float64) * 5 + 0.2
+    resplit = [type(p)(p.key_query * scales[:, None, None], p.value_output / scales[:, None, None]) for p in products]
+    inputs = constructed_tokens(torch.randn(3, 8, 10, dtype=torch.float64))
+    expected = products_forward(products, inputs, 10)
+    torch.testing.assert_close(products_forward(resplit, inputs, 10), expected)
+    for alpha in (0.25, 0.5, 0.75):
+        torch.testing.assert_close(products_forward(interpolate_products(products, resplit, alpha), inputs, 10),
+                                   expected, rtol=1e-10, atol=1e-12)
+    unbalanced = products_forward(interpolate_products(products, resplit, 0.5, balance=False), inputs, 10)
+    assert (unbalanced - expected).abs().max() > 1e-3  # the plain average of two splits is a different function
 
 
 def test_products_forward_equals_a_trained_style_random_linear_model():

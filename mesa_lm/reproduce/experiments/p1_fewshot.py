@@ -28,7 +28,7 @@ def run(out: Path, budget: Budget) -> ExperimentResult:
         model, task="vector", formats=FORMATS, pairs=25,
         num_prompts={"smoke": 32, "quick": 1000, "full": 2000}[budget.level],
         num_tune_prompts=budget.pick(256, 512),
-        tune_steps=budget.steps(300, 5000), tune_batch=budget.pick(64, 256), tune_lr=1e-3,
+        tune_steps=budget.steps(300, 1000), tune_batch=budget.pick(64, 128), tune_lr=1e-3,
         num_resamples=budget.resamples, progress=False,
     )
     curves = record["curves"]

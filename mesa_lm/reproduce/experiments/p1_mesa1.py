@@ -13,7 +13,7 @@ from .dynamics_common import evaluate, plot_models_and_baselines
 
 def run(out: Path, budget: Budget) -> ExperimentResult:
     started = time.time()
-    model, trained = train_model(out, "mesa-1", preset="mesa-1", max_steps=budget.steps(300, 2000),
+    model, trained = train_model(out, "mesa-1", preset="mesa-1", max_steps=budget.steps(600, 2000),
                                  learning_rate=budget.pick(1e-3, 3e-4), eval_steps=0, save_steps=0, seed=0)
     record = evaluate(model, budget)
     errors = record["mean_error"]
