@@ -54,7 +54,7 @@ def run(out: Path, budget: Budget, train_file: str | None = None) -> ExperimentR
         results = {}
         for preset in presets:
             _, results[preset] = train_model(out, preset, preset=preset, block_size=block, train_file=train_file,
-                                             max_steps=budget.steps(200, 500), warmup_steps=budget.steps(20, 50),
+                                             max_steps=budget.steps(200, 400), warmup_steps=budget.steps(20, 40),
                                              eval_steps=0, save_steps=0, seed=0)
         ppl = {p: math.exp(r["eval_loss"]) for p, r in results.items()}
         icl = {p: icl_score(r["eval_loss_per_position"], early, late) for p, r in results.items()}
