@@ -34,6 +34,25 @@ class ExperimentResult:
     seconds: float = 0.0
 
 
+def load_results(out: Path) -> dict[str, ExperimentResult]:
+    """The experiments of an earlier report in `out` (none if there is no `results.json`), by name."""
+    path = out / "results.json"
+    if not path.is_file():
+        return {}
+    results = {}
+    for entry in json.loads(path.read_text()):
+        entry["claims"] = [Claim(**claim) for claim in entry["claims"]]
+        results[entry["name"]] = ExperimentResult(**entry)
+    return results
+
+
+def _relative(figure: str, out: Path) -> str:
+    try:
+        return Path(figure).resolve().relative_to(out.resolve()).as_posix()
+    except ValueError:
+        return Path(figure).as_posix()
+
+
 def verdict(condition: bool, partial: bool = False) -> str:
     return "holds" if condition else ("partly holds" if partial else "does not hold")
 
@@ -52,6 +71,6 @@ def write_report(results: list[ExperimentResult], out: Path, header: str) -> Non
         if r.notes:
             lines += ["", r.notes]
         for figure in r.figures:
-            lines += ["", f"![{Path(figure).stem}]({Path(figure).relative_to(out).as_posix()})"]
+            lines += ["", f"![{Path(figure).stem}]({_relative(figure, out)})"]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))

@@ -13,6 +13,10 @@ from ..report import Claim, ExperimentResult, verdict
 from .p1_transformers import train_transformer
 
 FORMATS = ("plain", "eos", "learned_eos", "soft_prefix")
+# The dynamics models train on T = 50 tokens and their learned positions beyond 50 are untrained, so every prompt must
+# fit in 50 tokens: 15 pairs give 30 tokens plain, 45 with an EOS after each pair, 50 with a 5-token soft prefix
+# ([P1] uses 20 prefix tokens; 25 pairs with it would need 95 positions).
+PAIRS, PREFIX_LEN = 15, 5
 
 
 def early_ascent(curve: list[float], window: int = 6) -> bool:
@@ -25,7 +29,7 @@ def run(out: Path, budget: Budget) -> ExperimentResult:
     started = time.time()
     model, _ = train_transformer(out, budget, "hybrid-mesa", "fully_observed")
     record = evaluate_icl_regression(
-        model, task="vector", formats=FORMATS, pairs=25,
+        model, task="vector", formats=FORMATS, pairs=PAIRS, prefix_len=PREFIX_LEN,
         num_prompts={"smoke": 32, "quick": 1000, "full": 2000}[budget.level],
         num_tune_prompts=budget.pick(256, 512),
         tune_steps=budget.steps(300, 1000), tune_batch=budget.pick(64, 128), tune_lr=1e-3,
@@ -69,7 +73,8 @@ def run(out: Path, budget: Budget) -> ExperimentResult:
               verdict(mean["model/soft_prefix"] < mean["model/learned_eos"] and prefix_gain_early > prefix_gain_late,
                       partial=mean["model/soft_prefix"] < mean["model/learned_eos"]), {}),
     ]
-    notes = (f"Prompts: 25 pairs, x ~ U(-1, 1)^10, W orthogonal, {record['num_prompts']} test prompts with bootstrap "
+    notes = (f"Prompts: {PAIRS} pairs (a {PREFIX_LEN}-token soft prefix) so that every format fits in the 50 positions the "
+             f"model was trained on; x ~ U(-1, 1)^10, W orthogonal, {record['num_prompts']} test prompts with bootstrap "
              f"90% intervals; prompt tuning {record['tune_steps']} Adam steps (lr 1e-3), model frozen.")
     return ExperimentResult("p1_fewshot", "5. few-shot transfer of a dynamics-trained model", "P1", claims, [figure],
                             notes, time.time() - started)

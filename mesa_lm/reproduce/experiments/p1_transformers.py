@@ -76,16 +76,20 @@ def run(out: Path, budget: Budget) -> ExperimentResult:
                         verdict(min(current_previous.values()) >= 0.5, partial=local),
                         {"weight_on_current_and_previous": current_previous}))
 
-    model = results[("softmax-7", "fully_observed")]
     train_inputs, train_states = sample_states(task, 256, seed=33)
-    after_layer1 = lambda x: layer_activations(model, x)[1:2]  # noqa: E731  (the stream after the first block)
-    lagged = {lag: probe_errors(after_layer1(train_inputs), shifted_tokens(train_states[:, :-1], lag),
-                                after_layer1(inputs), shifted_tokens(states[:, :-1], lag))[0, 5:].mean().item()
-              for lag in (1, 2)}
+    binding = {}  # held-out probe error, from the stream after the first block, for s_(t-1) and s_(t-2)
+    for preset in ("softmax-7", "hybrid-mesa"):
+        model = results[(preset, "fully_observed")]
+        after_layer1 = lambda x: layer_activations(model, x)[1:2]  # noqa: E731
+        binding[preset] = {lag: probe_errors(after_layer1(train_inputs), shifted_tokens(train_states[:, :-1], lag),
+                                             after_layer1(inputs), shifted_tokens(states[:, :-1], lag))[0, 5:].mean().item()
+                           for lag in (1, 2)}
+    lagged = binding["softmax-7"]  # [P1]'s claim is about softmax-7; the hybrid's first layer is shown beside it
     claims.append(Claim("token binding: after layer 1, s_(t-1) is decodable at position t, s_(t-2) far less",
-                        f"softmax-7 probe error for s_(t-1): {lagged[1]:.4f}, for s_(t-2): {lagged[2]:.4f}",
+                        "; ".join(f"{p} probe error for s_(t-1): {b[1]:.4f}, for s_(t-2): {b[2]:.4f}"
+                                  for p, b in binding.items()),
                         verdict(lagged[1] < 0.5 * lagged[2], partial=lagged[1] < lagged[2]),
-                        {"lag_1": lagged[1], "lag_2": lagged[2]}))
+                        {p: {"lag_1": b[1], "lag_2": b[2]} for p, b in binding.items()}))
 
     control, _ = train_transformer(out, budget, "hybrid-mesa", "fixed_w")
     fixed = evaluate(control, budget, dynamics="fixed_w")["curves"]["model"]["error"]["mean"]
