@@ -23,11 +23,11 @@ def train_model(out: Path, name: str, preset: str, quiet: bool = True, **options
     results. Raises `TrainingInterrupted` when a signal stops the training (the checkpoint is saved first)."""
     folder = out / "models" / name
     results_file = folder / "train_results.json"
-    probe = TrainArguments.from_preset(preset, output_dir=str(folder), report_to="none", **options)
-    resume = "latest" if not results_file.is_file() and list_checkpoints(probe.checkpoint_dir) else None
     args = TrainArguments.from_preset(preset, output_dir=str(folder), overwrite_output_dir=True, report_to="none",
-                                      resume_from_checkpoint=resume, **options)
+                                      **options)
     if not results_file.is_file():
+        if list_checkpoints(args.checkpoint_dir):
+            args.resume_from_checkpoint = "latest"
         with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
             trained = train(args)
         if "stopped_at_step" in trained:
