@@ -33,10 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
         "write a report with each claim, the measurement and a verdict.",
         allow_abbrev=False,
     )
-    parser.add_argument("--out", required=True, help="output folder for report.md, results.json, figures/ and models/")
-    parser.add_argument("--quick", action="store_true", help="short training and evaluation (about 15 min on 2 CPU cores)")
+    parser.add_argument("--out", required=True, help="output folder for report.md, results.json, figures/ and models/ "
+                        "(finished models with the same settings are reused, interrupted training resumed)")
+    parser.add_argument("--quick", action="store_true",
+                        help="short training and evaluation (about 11 min on 2 CPU cores; without it, the full budget)")
     parser.add_argument("--budget", choices=LEVELS, default=None, help="explicit budget level (overrides --quick)")
-    parser.add_argument("--only", default=None, help=f"comma-separated experiments to run, from: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("--only", default=None, help=f"comma-separated experiments to run, from: {', '.join(EXPERIMENTS)} "
+                        "(the others' results already in --out are kept in the report)")
     parser.add_argument("--train_file", default=None, help="language experiment: a text file instead of the embedded corpus")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     return parser

@@ -27,3 +27,12 @@ def test_interrupted_training_raises_then_resumes_from_its_checkpoint(tmp_path, 
     assert results["steps"] == 6 and results["steps_this_run"] == 5  # resumed at step 1, not restarted
     _, again = train_model(tmp_path, "linear-1", preset="linear-1", **options)
     assert again == results  # a finished run is reused
+
+
+def test_a_finished_run_with_other_arguments_is_retrained(tmp_path):
+    options = dict(max_steps=3, eval_steps=0, save_steps=0, per_device_train_batch_size=8, seed=0)
+    _, first = train_model(tmp_path, "linear-1", preset="linear-1", **options)
+    _, again = train_model(tmp_path, "linear-1", preset="linear-1", **options)
+    assert again == first
+    _, longer = train_model(tmp_path, "linear-1", preset="linear-1", **{**options, "max_steps": 5})
+    assert longer["steps"] == 5 and longer["steps_this_run"] == 5  # not reused, not resumed from the 3-step run
