@@ -72,7 +72,7 @@ def test_two_processes_equal_one(lm_dir, text_file, tmp_path):
     common = [str(REPO / "eval" / "perplexity.py"), str(lm_dir), "--text_file", str(text_file), "--window", "40",
               "--batch_size", "2", "--max_tokens", "1000", "--no_progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", *common,
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *common,
                           "--output", str(tmp_path / "two.json")], capture_output=True, text=True, env=env, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     one = run_perplexity(str(lm_dir), text_file=str(text_file), window=40, batch_size=2, max_tokens=1000, progress=False)
