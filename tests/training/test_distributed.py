@@ -9,7 +9,8 @@ from .runs import TINY, losses, max_weight_difference, run
 
 def test_two_process_cpu_run_equals_one_process_with_twice_the_batch(tmp_path):
     common = [*TINY, "--max_steps", "6", "--eval_steps", "3", "--save_steps", "0"]
-    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")  # a free port each run
+    # --standalone: a free rendezvous port for every run
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
     run([*common, "--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "4"], launcher=torchrun)
     run([*common, "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "8"])
 
