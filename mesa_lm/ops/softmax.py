@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .chunking import all_finite
 from .validation import check_qkv
 
 Tensor = torch.Tensor
@@ -47,7 +48,7 @@ def softmax_attention(
     o = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=attention_mask, is_causal=causal, scale=scale
     )
-    if not all(bool(torch.isfinite(x).all()) for x in (o, q, k, v)):
+    if not all_finite(o, q, k, v):
         # SDPA multiplies masked weights (0) by the values, and may add the mask to a NaN score: one non-finite key or
         # value would reach every query, also those that may not attend to it (a NaN query's row comes out as 0, but
         # its backward sends NaN to every key). Redo it with the non-finite keys and values kept out of every query
