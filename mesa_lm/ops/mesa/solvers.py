@@ -38,7 +38,7 @@ CHOLESKY_TOKENS = 64
 WOODBURY_REACH = 3.0
 REFINE_REACH = 1e3
 # The per-position solve widens to float64 where a diagonal entry of H_t + Lambda exceeds this multiple of Lambda's.
-WIDE_RATIO = 1e3
+WIDE_RATIO = 1e4
 
 
 def _eye(n: int, like: Tensor) -> Tensor:
