@@ -134,8 +134,14 @@ def test_attention_maps_and_offsets():
     fake[0, torch.arange(1, 6), torch.arange(0, 5)] = 1.0  # every query attends to its previous token
     offsets = weight_on_offsets(fake, max_offset=2)
     assert offsets[0].tolist() == [0.0, 1.0, 0.0]
-    with pytest.raises(ValueError, match="layer 1 is not a softmax layer"):
-        attention_maps(model, 1, inputs=torch.randn(1, 4, 10))
+    # the mesa layer's map: causal, signed, and the mean over the batch of the per-sequence maps
+    inputs = torch.randn(3, 6, 10)
+    mesa_maps = attention_maps(model, 1, inputs=inputs)
+    assert mesa_maps.shape == (4, 6, 6)
+    causal = torch.ones(6, 6, dtype=torch.bool).tril()
+    assert torch.all(mesa_maps[:, ~causal] == 0) and torch.all(mesa_maps[:, causal] != 0)
+    per_sequence = torch.stack([attention_maps(model, 1, inputs=inputs[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(mesa_maps, per_sequence.mean(0), rtol=0, atol=1e-6 * per_sequence.abs().max().item())
 
 
 def test_linearise_replaces_a_softmax_layer_and_reports_the_loss_change():
