@@ -164,6 +164,18 @@ def test_mesa_weights_with_an_initial_state_cover_the_current_tokens():
     close(apply(weights, v) + past, o)
 
 
+def test_weights_stay_float32_under_bf16_autocast():
+    gen = torch.Generator().manual_seed(8)
+    x = {n: (t.float() if t is not None else None) for n, t in mesa_inputs(gen, "diag", gated=True).items()}
+    plain_linear = linear_attention_weights(x["q"], x["k"], x["gamma"])
+    plain_mesa = mesa_attention_weights(x["q"], x["k"], x["lam"], gamma=x["gamma"], beta=x["beta"])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        linear = linear_attention_weights(x["q"], x["k"], x["gamma"])
+        mesa = mesa_attention_weights(x["q"], x["k"], x["lam"], gamma=x["gamma"], beta=x["beta"])
+    assert linear.dtype == mesa.dtype == torch.float32
+    assert torch.equal(linear, plain_linear) and torch.equal(mesa, plain_mesa)
+
+
 def test_weight_functions_name_bad_inputs():
     q = torch.randn(2, 5, 3, 4)
     with pytest.raises(ValueError, match="gamma has shape"):

@@ -38,5 +38,6 @@ def linear_attention_weights(q: Tensor, k: Tensor, gamma: Tensor | None = None) 
     B, T, H, _, _ = check_qkv(fn, q, k, k)  # k stands in for v: only q and k are needed
     check_gate(fn, "gamma", gamma, B, T, H, q.device)
     cd = torch.promote_types(q.dtype, torch.float32)
-    scores = torch.einsum("bthd,bshd->bhts", q.to(cd), k.to(cd))
-    return scores * gate_products(gamma, T, cd, q.device)
+    with torch.autocast(q.device.type, enabled=False):  # float32 products even under bf16 autocast, as the ops
+        scores = torch.einsum("bthd,bshd->bhts", q.to(cd), k.to(cd))
+        return scores * gate_products(gamma, T, cd, q.device)

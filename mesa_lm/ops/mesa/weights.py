@@ -64,9 +64,10 @@ def mesa_attention_weights(
     (H0, G0), H0 enters every x_t (the map stays exact for these keys) and G0 adds `gamma_1 ... gamma_t G0 x_t` to
     o_t, which is not a weight on any of these keys: A covers only these T tokens. O(T^2 + T D^3) work: for analysis.
     """
-    x = mesa_queries(q, k, lam, gamma, beta, initial_state)
-    cd = x.dtype
-    scores = torch.einsum("bthd,bshd->bhts", x, k.to(cd))
-    if beta is not None:
-        scores = scores * beta.to(cd).transpose(1, 2)[:, :, None, :]  # beta_s scales column s
-    return scores * gate_products(gamma, q.shape[1], cd, q.device)
+    with torch.autocast(q.device.type, enabled=False):  # float32 solves and products even under bf16 autocast
+        x = mesa_queries(q, k, lam, gamma, beta, initial_state)
+        cd = x.dtype
+        scores = torch.einsum("bthd,bshd->bhts", x, k.to(cd))
+        if beta is not None:
+            scores = scores * beta.to(cd).transpose(1, 2)[:, :, None, :]  # beta_s scales column s
+        return scores * gate_products(gamma, q.shape[1], cd, q.device)
