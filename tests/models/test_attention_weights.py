@@ -46,8 +46,13 @@ def test_every_layer_returns_a_causal_map_and_the_outputs_do_not_change(mix):
     for kind, weights in zip(model.config.mixer_types, out.attentions):
         if kind != "softmax":
             assert torch.all(weights[0, :, :, :3] == 0)
-    # the softmax layer computes its output from the weights (rounding differs from SDPA); linear and mesa do not
-    torch.testing.assert_close(out.logits, plain, rtol=0, atol=1e-5 * plain.abs().max().item())
+    if "softmax" not in model.config.mixer_types:  # linear and mesa outputs still come from the fast paths
+        assert torch.equal(out.logits, plain)
+    else:
+        # The softmax layer computes its output from the weights, a float32 rounding apart from SDPA's (measured:
+        # 6 eps32 of the largest logit), carried through two blocks and the head: 64 eps32 of max|logits|.
+        atol = 64 * torch.finfo(torch.float32).eps * plain.abs().max().item()
+        torch.testing.assert_close(out.logits, plain, rtol=0, atol=atol)
 
 
 @pytest.mark.parametrize("mix", MIXES)
@@ -109,8 +114,10 @@ def test_with_a_cache_the_map_covers_the_keys_of_the_call(mix, kind):
     atol = 1e-12 * full.abs().max().item()
     if kind == "softmax":
         assert chunk.shape == (B, 2, 3, 8) and step.shape == (B, 2, 1, 9)
-        torch.testing.assert_close(chunk, full[:, :, 5:8, :8], rtol=0, atol=1e-6)  # float32 weights
-        torch.testing.assert_close(step, full[:, :, 8:, :9], rtol=0, atol=1e-6)
+        # float32 weights in [0, 1]: scores rounded to float32, then a softmax over <= 9 keys (a few eps each)
+        eps_atol = 16 * torch.finfo(torch.float32).eps
+        torch.testing.assert_close(chunk, full[:, :, 5:8, :8], rtol=0, atol=eps_atol)
+        torch.testing.assert_close(step, full[:, :, 8:, :9], rtol=0, atol=eps_atol)
     else:
         assert chunk.shape == (B, 2, 3, 3) and step.shape == (B, 2, 1, 1)
         torch.testing.assert_close(chunk, full[:, :, 5:8, 5:8], rtol=0, atol=atol)
