@@ -82,8 +82,9 @@ def test_o_proj_input_is_weights_times_values(mix):
         out = model(ids, attention_mask=mask, output_attentions=True)
     for i, (block, weights) in enumerate(zip(model.model.layers, out.attentions)):
         mixer = block.mixer
-        v = captured["v", i][..., -mixer.num_heads * mixer.value_head_dim :]  # the conv's output is [q, k, v]
-        v = v.reshape(B, T, mixer.num_heads, mixer.value_head_dim)
+        value_heads = getattr(mixer, "num_kv_heads", mixer.num_heads)  # softmax layers may share value heads (GQA)
+        v = captured["v", i][..., -value_heads * mixer.value_head_dim :]  # the conv's output is [q, k, v]
+        v = v.reshape(B, T, value_heads, mixer.value_head_dim).repeat_interleave(mixer.num_heads // value_heads, 2)
         kind = model.config.mixer_types[i]
         assert weights.dtype == (torch.float32 if kind == "softmax" else torch.float64)
         o = torch.einsum("bhts,bshd->bthd", weights, v.to(weights.dtype)).to(v.dtype)
