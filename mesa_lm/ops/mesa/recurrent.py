@@ -43,7 +43,7 @@ def mesa_attention_step(
     reg = torch.diag_embed(lam_c[:, None].expand(H, D) if lam.ndim == 1 else lam_c)
     m = h + reg
     big = m.diagonal(dim1=-2, dim2=-1).amax() > WIDE_RATIO * reg.diagonal(dim1=-2, dim2=-1).amin()
-    if cd != torch.float64 and bool(big):
+    if cd != torch.float64 and not torch.compiler.is_compiling() and bool(big):
         # As the chunked per-position solve: once H outgrows Lambda, float32 rounding of H swamps Lambda.
         x = spd_solve(h.double() + reg.double(), qt.double()).to(cd)
     else:

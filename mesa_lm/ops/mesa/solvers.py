@@ -59,6 +59,8 @@ def spd_solve(m: Tensor, b: Tensor) -> Tensor:
     Cholesky fails and an LU solve answers, as accurately as any float solve of the rounded matrix can."""
     chol, info = torch.linalg.cholesky_ex(m)
     x = torch.cholesky_solve(b[..., None], chol).squeeze(-1)
+    if torch.compiler.is_compiling():  # no value read-backs (graph breaks) under torch.compile: Cholesky only
+        return x
     failed = info > 0
     if bool(failed.any()):
         x[failed] = torch.linalg.solve(m[failed], b[failed])
@@ -125,6 +127,8 @@ class MesaSolver:
 
     def _woodbury(self, b: Tensor) -> Tensor:
         x = self._woodbury_apply(b)
+        if torch.compiler.is_compiling():  # the choices below read values back, which would break the graph
+            return x
         reach = self.reach.flatten(1).amax(1)  # (G,): the largest k^T R k in each chunk
         refine = reach > WOODBURY_REACH
         if not bool(refine.any()):
@@ -152,7 +156,7 @@ class MesaSolver:
 
     def _cholesky(self, sl: slice | Tensor, b: Tensor) -> Tensor:
         hs = self._matrices(sl, b.dtype)
-        if b.dtype != torch.float64:
+        if b.dtype != torch.float64 and not torch.compiler.is_compiling():
             # Once H_t outgrows Lambda by more than WIDE_RATIO, the rounding of H_t's float32 entries swamps Lambda
             # (the float32 floor); summing the chunk's keys and solving in float64 keeps the chunk's own part exact.
             big = hs.diagonal(dim1=-2, dim2=-1).amax() > WIDE_RATIO * self.lam.amin()
