@@ -73,10 +73,13 @@ class MesaLayer(nn.Module):
             self.regulariser_parameter().fill_(self.regulariser_parameter_init())
 
     def regulariser(self) -> torch.Tensor:
-        """`Lambda` as the op takes it: (H,) for a scaled identity, (H, D) for a diagonal; float32."""
+        """`Lambda` as the op takes it: (H,) for a scaled identity, (H, D) for a diagonal; float32 (float64 in a
+        float64 model)."""
+        theta = self.regulariser_parameter()
+        theta = theta.to(torch.promote_types(theta.dtype, torch.float32))
         if self.lambda_type == "scalar":
-            return torch.exp(-self.log_lambda.float())
-        return self.lambda_lower_bound + F.softplus(self.lambda_theta.float())
+            return torch.exp(-theta)
+        return self.lambda_lower_bound + F.softplus(theta)
 
     def forward(
         self,

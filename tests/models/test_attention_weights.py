@@ -86,7 +86,7 @@ def test_o_proj_input_is_weights_times_values(mix):
         v = captured["v", i][..., -value_heads * mixer.value_head_dim :]  # the conv's output is [q, k, v]
         v = v.reshape(B, T, value_heads, mixer.value_head_dim).repeat_interleave(mixer.num_heads // value_heads, 2)
         kind = model.config.mixer_types[i]
-        assert weights.dtype == (torch.float32 if kind == "softmax" else torch.float64)
+        assert weights.dtype == torch.float64  # every mixer computes its map in the model's float64
         o = torch.einsum("bhts,bshd->bthd", weights, v.to(weights.dtype)).to(v.dtype)
         if isinstance(mixer, MesaLayer) and mixer.output_norm is not None:
             o = mixer.output_norm(o)
@@ -102,8 +102,7 @@ def test_o_proj_input_is_weights_times_values(mix):
 def test_with_a_cache_the_map_covers_the_keys_of_the_call(mix, kind):
     # Softmax: every cached key. Linear and mesa: the current tokens only (the past lives in a state that keeps no
     # per-key weights); that block equals the full forward's, since the state enters the mesa solve exactly.
-    # One layer, so the full and the cached call see the same layer inputs up to float64 rounding (RMSNorm computes in
-    # float32 even in a float64 model, which would carry upstream float64 differences up to float32 rounding).
+    # One layer, so the full and the cached call see the same layer inputs up to float64 rounding.
     model = make_model(mix, mixer_types=[kind], num_hidden_layers=1).double()
     ids = torch.randint(1, VOCAB, (B, T), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -115,8 +114,8 @@ def test_with_a_cache_the_map_covers_the_keys_of_the_call(mix, kind):
     atol = 1e-12 * full.abs().max().item()
     if kind == "softmax":
         assert chunk.shape == (B, 2, 3, 8) and step.shape == (B, 2, 1, 9)
-        # float32 weights in [0, 1]: scores rounded to float32, then a softmax over <= 9 keys (a few eps each)
-        eps_atol = 16 * torch.finfo(torch.float32).eps
+        # float64 weights in [0, 1]: a softmax over <= 9 keys (a few eps each)
+        eps_atol = 16 * torch.finfo(torch.float64).eps
         torch.testing.assert_close(chunk, full[:, :, 5:8, :8], rtol=0, atol=eps_atol)
         torch.testing.assert_close(step, full[:, :, 8:, :9], rtol=0, atol=eps_atol)
     else:
