@@ -48,7 +48,8 @@ def eager_attention(
     if not all_finite(q, k, v):
         bad_kv = ~(torch.isfinite(k).all(-1) & torch.isfinite(v).all(-1))  # (B, Tk, H)
         bad_q = ~torch.isfinite(q).all(-1)  # (B, Tq, H)
-        q, k, v = q.masked_fill(bad_q[..., None], 0), k.masked_fill(bad_kv[..., None], 0), v.masked_fill(bad_kv[..., None], 0)
+        q = q.masked_fill(bad_q[..., None], 0)
+        k, v = k.masked_fill(bad_kv[..., None], 0), v.masked_fill(bad_kv[..., None], 0)
         poison = bad_q.transpose(1, 2) | (allowed & bad_kv.transpose(1, 2)[:, :, None, :]).any(-1)  # (B, H, Tq)
     scores = torch.einsum("bthd,bshd->bhts", q.to(wide), k.to(wide)) * scale
     weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
