@@ -91,14 +91,10 @@ class TrainArguments:
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: must be {allowed}")
         if self.config_overrides is not None:
-            if self.model_name_or_path:
+            if self.model_name_or_path and self.model_overrides:
                 raise ValueError("config_overrides cannot be combined with model_name_or_path (the saved model's "
                                  "config is used as it is); drop one of them")
-            overrides = self.model_overrides
-            unknown = sorted(set(overrides) - _mesa_config_fields())
-            if unknown:
-                raise ValueError(f"config_overrides has unknown MesaConfig field(s) {', '.join(unknown)}; "
-                                 "see MesaConfig's arguments")
+            _check_overrides(self.model_overrides)
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> "TrainArguments":
@@ -206,6 +202,13 @@ def _range_checks(a: "TrainArguments") -> list[tuple[str, bool, str]]:
     ]
 
 
+def _check_overrides(overrides: dict) -> None:
+    unknown = sorted(set(overrides) - _mesa_config_fields())
+    if unknown:
+        raise ValueError(f"config_overrides has unknown MesaConfig field(s) {', '.join(unknown)}; "
+                         "see MesaConfig's arguments")
+
+
 @lru_cache(maxsize=1)
 def _mesa_config_fields() -> frozenset[str]:
     from ..models.mesa import MesaConfig
@@ -261,10 +264,16 @@ def load_config_file(path: str) -> dict[str, Any]:
         values = {}
     if not isinstance(values, dict):
         raise ValueError(f"config file {path!r} must hold a mapping of option names to values")
-    known = {f.name for f in fields(TrainArguments)}
-    unknown = sorted(set(map(str, values)) - known)
+    known = {f.name: f for f in fields(TrainArguments)}
+    unknown = sorted(set(map(str, values)) - set(known))
     if unknown:
         raise ValueError(f"config file {path!r} has unknown options: {', '.join(unknown)}")
+    for name, value in values.items():  # also the values the command line overrides: a typo is never silent
+        if not (name == "preset" and value is None):
+            _check_type(known[name], value)
+    if values.get("config_overrides") is not None:
+        overrides = TrainArguments.model_overrides.fget(argparse.Namespace(config_overrides=values["config_overrides"]))
+        _check_overrides(overrides)
     return values
 
 

@@ -156,9 +156,14 @@ def build_config(args: TrainArguments, task: SyntheticTask | None) -> MesaConfig
                 config = MesaConfig(**overrides)
         except (TypeError, KeyError) as error:  # a value of the wrong type deep inside the config
             raise ValueError(f"config_overrides {args.model_overrides} are invalid: {error}")
-    length, what = (args.block_size, "block_size") if task is None else (task.length, "sequence length")
+    if task is None:
+        length, what = args.block_size, f"block_size={args.block_size}"
+    elif task.name == "dynamics":
+        length, what = task.length, f"seq_len={args.seq_len}"
+    else:
+        length, what = task.length, f"num_pairs={args.num_pairs} (prompts of {task.length} positions)"
     if length > config.max_position_embeddings:
-        raise ValueError(f"{what}={length} exceeds the model's max_position_embeddings={config.max_position_embeddings}")
+        raise ValueError(f"{what} exceeds the model's max_position_embeddings={config.max_position_embeddings}")
     return config
 
 
