@@ -342,13 +342,15 @@ def _train(args: TrainArguments, stop: StopFlag) -> dict:
     if accelerator.trackers == [] and args.report_to == "tensorboard" and accelerator.log_with:
         accelerator.init_trackers("tensorboard", config={k: str(v) for k, v in dataclasses.asdict(args).items()})
     metrics_file = open(out / METRICS_FILE, "a") if accelerator.is_main_process else None
+    progress = tqdm(total=args.max_steps, initial=start_step, disable=not accelerator.is_local_main_process, desc="train")
     try:
         return _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_step, tokens_seen,
-                     resume_path, tokenizer, metrics_file)
+                     resume_path, tokenizer, metrics_file, progress)
     except OSError as error:
         raise_if_disk_full(error, f"into {out}")
         raise
     finally:
+        progress.close()  # before any error line, so that it stands on its own line
         if metrics_file is not None:
             metrics_file.close()
 
@@ -366,7 +368,7 @@ def any_process(flag: bool, accelerator: Accelerator) -> bool:
 
 
 def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_step, tokens_seen, resume_path,
-          tokenizer, metrics_file) -> dict:
+          tokenizer, metrics_file, progress) -> dict:
     def log(record: dict) -> None:
         if metrics_file is not None:
             metrics_file.write(json.dumps(record) + "\n")
@@ -387,7 +389,6 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
                                schedule)
 
     world, accum, per_device = accelerator.num_processes, args.gradient_accumulation_steps, args.per_device_train_batch_size
-    progress = tqdm(total=args.max_steps, initial=start_step, disable=not accelerator.is_local_main_process, desc="train")
     model.train()
     started, steps_done, tokens_this_run, last_eval, last_loss = time.perf_counter(), 0, 0, None, None
     skipped = 0
@@ -473,6 +474,9 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
         **(last_eval or {}),
     }
     if accelerator.is_main_process:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # stderr keeps our progress and, on failure, the one-line error
 
         def write(folder: Path) -> None:
             unwrapped.save_pretrained(folder)
