@@ -139,6 +139,9 @@ CASES = [
     ("overrides hidden 0", ["--config_overrides", '{"hidden_size": 0}'], "hidden_size"),
     ("overrides mixer", ["--config_overrides", '{"mixer_types": ["soft"]}'], "mixer_types"),
     ("overrides heads", ["--config_overrides", '{"num_attention_heads": -2}'], "num_attention_heads"),
+    ("overrides rope_theta 0", ["--config_overrides", '{"rope_theta": 0}'], "rope_theta=0"),
+    ("overrides rope_theta -1", ["--config_overrides", '{"rope_theta": -1.0}'], "rope_theta=-1.0"),
+    ("overrides NaN", ["--config_overrides", '{"norm_eps": NaN}'], "norm_eps=nan"),
     ("overrides with model path", ["--model_name_or_path", "{run}"], "config_overrides cannot be combined"),
     # paths
     ("model_name_or_path missing", ["--config_overrides", "{}", "--model_name_or_path", "{files}/nope"],
