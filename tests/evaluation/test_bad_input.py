@@ -152,3 +152,20 @@ def test_a_model_with_a_changed_file_is_refused(tmp_path, regression_dir, capsys
     (model / "model.safetensors").write_bytes(bytes(weights))
     one_line_error(capsys, dynamics_main([str(model)]), "corrupt", "model.safetensors")
     one_line_error(capsys, icl_regression_main([str(model)]), "corrupt", "model.safetensors")
+
+
+def test_scripts_as_users_run_them(regression_dir, inputs):
+    """In a subprocess: one line on stderr, exit status 2, no traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    environment = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    for argv, word in (([str(repo / "eval" / "icl_regression.py"), str(regression_dir), "--knn", "-1"], "--knn"),
+                       (["-m", "mesa_lm.reproduce", "--out", str(inputs / "a-file")], "--out")):
+        result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=environment, cwd=repo,
+                                timeout=120)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and word in lines[0], result.stderr[-2000:]
