@@ -342,7 +342,8 @@ def _train(args: TrainArguments, stop: StopFlag) -> dict:
     if accelerator.trackers == [] and args.report_to == "tensorboard" and accelerator.log_with:
         accelerator.init_trackers("tensorboard", config={k: str(v) for k, v in dataclasses.asdict(args).items()})
     metrics_file = open(out / METRICS_FILE, "a") if accelerator.is_main_process else None
-    progress = tqdm(total=args.max_steps, initial=start_step, disable=not accelerator.is_local_main_process, desc="train")
+    progress = tqdm(total=args.max_steps, initial=start_step, disable=not accelerator.is_local_main_process,
+                    desc="train")
     try:
         return _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_step, tokens_seen,
                      resume_path, tokenizer, metrics_file, progress)

@@ -16,7 +16,8 @@ from mesa_lm.training.cli import main
 
 from .runs import REPO, TRAIN_LM, env
 
-TINY_TEXT_MODEL = '{"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 64}'
+TINY_TEXT_MODEL = json.dumps({"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32,
+                              "max_position_embeddings": 64})
 TEXT = "A stitch in time saves nine. Look before you leap. Many hands make light work. " * 60
 ELF = b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 8
 

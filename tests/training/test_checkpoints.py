@@ -25,7 +25,8 @@ def train(out, *extra) -> int:
 
 
 def one_line(capsys) -> str:
-    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip() and not line.startswith("train:")]
+    lines = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in lines if line.strip() and not line.startswith("train:")]
     assert len(err) == 1, err
     return err[0]
 
