@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"train_lm.py: error: {error}", file=sys.stderr)
             return 1
     except ValueError as error:
-        print(f"train_lm.py: error: {str(error).strip().splitlines()[0] if str(error).strip() else error!r}",
-              file=sys.stderr)
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        print(f"train_lm.py: error: {message}", file=sys.stderr)
         return 2
     return 0

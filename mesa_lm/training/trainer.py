@@ -29,6 +29,7 @@ from .checkpoints import (
     resolve_resume_path,
     save_checkpoint,
     save_final,
+    verify_folder,
     write_json_atomic,
 )
 from .data import SyntheticData, TextData
@@ -136,6 +137,9 @@ def build_config(args: TrainArguments, task: SyntheticTask | None) -> MesaConfig
         path = Path(args.model_name_or_path)
         if not (path / "config.json").is_file():
             raise ValueError(f"model_name_or_path={args.model_name_or_path!r} is not a model folder (no config.json)")
+        reason = verify_folder(path, exhaustive=False) if (path / MANIFEST).is_file() else None
+        if reason is not None:
+            raise ValueError(f"model_name_or_path={args.model_name_or_path!r} is corrupt: {reason}")
         try:
             config = MesaConfig.from_pretrained(args.model_name_or_path)
         except Exception as error:

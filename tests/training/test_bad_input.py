@@ -6,6 +6,7 @@ The table runs `main(argv)` in-process (fast); `test_subprocess_entry_point` che
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,10 @@ def run_dir(files, tmp_path_factory):
     code = main(base(files, out)[:-1] + ["--save_steps", "1"])
     assert code == 0
     assert (out / "checkpoints" / "step-2" / "manifest.json").is_file() and (out / "tokenizer.json").is_file()
+    changed = files / "changed-model"  # a finished model whose config was edited after it was saved
+    shutil.copytree(out, changed, ignore=shutil.ignore_patterns("checkpoints"))
+    config = json.loads((changed / "config.json").read_text())
+    (changed / "config.json").write_text(json.dumps({**config, "mixer_types": ["mesa", "mesa"]}))
     return out
 
 
@@ -147,6 +152,8 @@ CASES = [
     # paths
     ("model_name_or_path missing", ["--config_overrides", "{}", "--model_name_or_path", "{files}/nope"],
      "model_name_or_path"),
+    ("model_name_or_path corrupt", ["--config_overrides", "{}", "--model_name_or_path", "{files}/changed-model"],
+     "is corrupt: config.json"),
     ("tokenizer_name missing", ["--tokenizer_name", "{files}/nope"], "tokenizer_name"),
     ("tokenizer_name a file", ["--tokenizer_name", "{files}/a-file"], "tokenizer_name"),
     ("train_file missing", ["--train_file", "{files}/nope.txt"], "train_file"),
@@ -212,6 +219,7 @@ def test_bad_input_is_one_line_exit_2_and_the_earlier_run_is_untouched(case_id, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2, (code, err)
     assert len(err) == 1 and err[0].startswith("train_lm.py: error: "), err
+    assert not err[0].startswith('train_lm.py: error: "'), err  # the message itself, not its repr
     assert expected in err[0], err[0]
     assert snapshot(run_dir) == before
 
