@@ -195,9 +195,9 @@ def load_trainer_state(path: Path) -> dict:
     return state
 
 
-def _model_tensors(model) -> dict[str, torch.Tensor]:
+def _model_tensors(state_dict: dict) -> dict[str, torch.Tensor]:
     # clones: tied weights share storage, which safetensors refuses to write twice
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
 
 
 def _torch_bytes(value) -> bytes:
@@ -252,11 +252,12 @@ def save_checkpoint(accelerator, checkpoint_dir: Path, step: int, state: dict, k
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         accelerator.wait_for_everyone()
+        full_model_state = accelerator.get_state_dict(model)  # every process: gathers sharded (FSDP) weights
         tensors, plain = _rng_state()
         write_bytes(tmp / f"rng_state_{rank}.safetensors", save_safetensors(tensors))
         write_bytes(tmp / f"rng_state_{rank}.json", json.dumps(plain).encode())
         if accelerator.is_main_process:
-            write_bytes(tmp / MODEL_FILE, save_safetensors(_model_tensors(accelerator.unwrap_model(model))))
+            write_bytes(tmp / MODEL_FILE, save_safetensors(_model_tensors(full_model_state)))
             write_bytes(tmp / OPTIMIZER_FILE, _torch_bytes(optimizer.state_dict()))
             if accelerator.scaler is not None:
                 write_bytes(tmp / SCALER_FILE, _torch_bytes(accelerator.scaler.state_dict()))
