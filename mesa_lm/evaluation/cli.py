@@ -12,6 +12,17 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from ..cli_options import (
+    OneLineParser,
+    at_least,
+    check_folder_creatable,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    writable_path,
+)
+
 # --- option groups (a prefix such as "icl." namespaces them inside `compare`) ------------------------------------
 
 
@@ -28,16 +39,16 @@ def add_perplexity_options(parser: argparse.ArgumentParser, prefix: str = "") ->
     _add(g, prefix, "dataset_name", default=None, help="a `datasets` name to score instead (needs it cached offline)")
     _add(g, prefix, "dataset_config_name", default=None, help="the dataset's configuration name")
     _add(g, prefix, "split", default="validation", help="split of the dataset or embedded corpus (default: validation)")
-    _add(g, prefix, "window", type=int, default=None,
+    _add(g, prefix, "window", type=at_least(2), default=None,
          help="tokens per window (default: the model's maximum length, capped by the tokenizer's)")
-    _add(g, prefix, "stride", type=int, default=None,
+    _add(g, prefix, "stride", type=positive_int, default=None,
          help="start a window every STRIDE tokens (default: = window, block-wise); smaller strides give every "
               "scored token at least window - stride tokens of context")
-    _add(g, prefix, "batch_size", type=int, default=8, help="windows per forward pass per process (default: 8)")
-    _add(g, prefix, "icl_positions", type=int, nargs=2, metavar=("EARLY", "LATE"), default=None,
+    _add(g, prefix, "batch_size", type=positive_int, default=8, help="windows per forward pass per process (default: 8)")
+    _add(g, prefix, "icl_positions", type=nonnegative_int, nargs=2, metavar=("EARLY", "LATE"), default=None,
          help="positions of the ICL score loss(LATE) - loss(EARLY) (default: 50 500, or window/10 and window-1 "
               "for shorter windows)")
-    _add(g, prefix, "max_tokens", type=int, default=None, help="score only the first N tokens of the split")
+    _add(g, prefix, "max_tokens", type=at_least(2), default=None, help="score only the first N tokens of the split")
 
 
 def perplexity_options(args: argparse.Namespace, prefix: str = "") -> dict:
@@ -59,22 +70,22 @@ def add_icl_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     _add(g, prefix, "formats", nargs="+", choices=FORMATS, default=["plain", "eos", "learned_eos"],
          help="prompt formats: plain pairs; eos: a zero vector after every pair; learned_eos: a prompt-tuned EOS; "
               "soft_prefix: a prompt-tuned prefix plus EOS (default: plain eos learned_eos)")
-    _add(g, prefix, "pairs", type=int, default=25, help="(x, y) pairs per prompt (default: 25)")
-    _add(g, prefix, "num_prompts", type=int, default=1280, help="test prompts, shared by model and baselines (default: 1280)")
-    _add(g, prefix, "num_tune_prompts", type=int, default=512,
+    _add(g, prefix, "pairs", type=positive_int, default=25, help="(x, y) pairs per prompt (default: 25)")
+    _add(g, prefix, "num_prompts", type=at_least(2), default=1280, help="test prompts, shared by model and baselines (default: 1280)")
+    _add(g, prefix, "num_tune_prompts", type=at_least(2), default=512,
          help="separate prompts on which the baselines' ridge lambda and GD-1 steps are tuned (default: 512)")
     _add(g, prefix, "distribution", choices=("uniform", "normal"), default="uniform",
          help="inputs x ~ U(-1, 1) or N(0, I) (default: uniform)")
-    _add(g, prefix, "noise_std", type=float, default=0.0, help="label noise std (default: 0)")
-    _add(g, prefix, "batch_size", type=int, default=256, help="prompts per forward pass (default: 256)")
-    _add(g, prefix, "tune_steps", type=int, default=200,
+    _add(g, prefix, "noise_std", type=nonnegative_float, default=0.0, help="label noise std (default: 0)")
+    _add(g, prefix, "batch_size", type=positive_int, default=256, help="prompts per forward pass (default: 256)")
+    _add(g, prefix, "tune_steps", type=nonnegative_int, default=200,
          help="Adam steps of prompt tuning for learned_eos / soft_prefix ([P1]: 5000; default: 200 for CPU)")
-    _add(g, prefix, "tune_batch", type=int, default=64, help="prompts per tuning step ([P1]: 256; default: 64)")
-    _add(g, prefix, "tune_lr", type=float, default=1e-3, help="Adam learning rate of prompt tuning (default: 1e-3)")
-    _add(g, prefix, "prefix_len", type=int, default=20, help="tokens of the soft prefix (default: 20)")
-    _add(g, prefix, "knn", type=int, default=3, help="k of the nearest-neighbours baseline (default: 3)")
-    _add(g, prefix, "num_resamples", type=int, default=1000, help="bootstrap resamples for the 90%% intervals (default: 1000)")
-    _add(g, prefix, "seed", type=int, default=0, help="seed of prompts, tuning and bootstrap (default: 0)")
+    _add(g, prefix, "tune_batch", type=positive_int, default=64, help="prompts per tuning step ([P1]: 256; default: 64)")
+    _add(g, prefix, "tune_lr", type=positive_float, default=1e-3, help="Adam learning rate of prompt tuning (default: 1e-3)")
+    _add(g, prefix, "prefix_len", type=positive_int, default=20, help="tokens of the soft prefix (default: 20)")
+    _add(g, prefix, "knn", type=positive_int, default=3, help="k of the nearest-neighbours baseline (default: 3)")
+    _add(g, prefix, "num_resamples", type=at_least(2), default=1000, help="bootstrap resamples for the 90%% intervals (default: 1000)")
+    _add(g, prefix, "seed", type=nonnegative_int, default=0, help="seed of prompts, tuning and bootstrap (default: 0)")
 
 
 def icl_options(args: argparse.Namespace, prefix: str = "") -> dict:
@@ -92,16 +103,16 @@ def add_dynamics_options(parser: argparse.ArgumentParser, prefix: str = "") -> N
 
     g = parser.add_argument_group("next-step prediction on linear dynamics")
     _add(g, prefix, "dynamics", choices=DYNAMICS, default="fully_observed", help="system (default: fully_observed)")
-    _add(g, prefix, "seq_len", type=int, default=50, help="positions T per test sequence (default: 50)")
-    _add(g, prefix, "num_sequences", type=int, default=1024, help="test sequences (default: 1024)")
-    _add(g, prefix, "num_train", type=int, default=256, help="training sequences on which the baselines are tuned (default: 256)")
-    _add(g, prefix, "noise_std", type=float, default=0.01, help="process noise std (default: 0.01, as in training)")
-    _add(g, prefix, "hidden_dim", type=int, default=15, help="hidden dimension of partially observed systems (default: 15)")
-    _add(g, prefix, "prop2_steps", type=int, nargs="*", default=[1, 2, 3], help="k of the Prop-2(k) baselines (default: 1 2 3)")
-    _add(g, prefix, "prop2_iterations", type=int, default=300, help="Adam iterations fitting Prop-2's step sizes (default: 300)")
-    _add(g, prefix, "batch_size", type=int, default=256, help="sequences per forward pass (default: 256)")
-    _add(g, prefix, "num_resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
-    _add(g, prefix, "seed", type=int, default=0, help="seed of test and training sequences (default: 0)")
+    _add(g, prefix, "seq_len", type=at_least(2), default=50, help="positions T per test sequence (default: 50)")
+    _add(g, prefix, "num_sequences", type=at_least(2), default=1024, help="test sequences (default: 1024)")
+    _add(g, prefix, "num_train", type=at_least(2), default=256, help="training sequences on which the baselines are tuned (default: 256)")
+    _add(g, prefix, "noise_std", type=nonnegative_float, default=0.01, help="process noise std (default: 0.01, as in training)")
+    _add(g, prefix, "hidden_dim", type=positive_int, default=15, help="hidden dimension of partially observed systems (default: 15)")
+    _add(g, prefix, "prop2_steps", type=positive_int, nargs="*", default=[1, 2, 3], help="k of the Prop-2(k) baselines (default: 1 2 3)")
+    _add(g, prefix, "prop2_iterations", type=positive_int, default=300, help="Adam iterations fitting Prop-2's step sizes (default: 300)")
+    _add(g, prefix, "batch_size", type=positive_int, default=256, help="sequences per forward pass (default: 256)")
+    _add(g, prefix, "num_resamples", type=at_least(2), default=1000, help="bootstrap resamples (default: 1000)")
+    _add(g, prefix, "seed", type=nonnegative_int, default=0, help="seed of test and training sequences (default: 0)")
 
 
 def dynamics_options(args: argparse.Namespace, prefix: str = "") -> dict:
@@ -126,6 +137,13 @@ def _run(parser: argparse.ArgumentParser, argv, body: Callable[[argparse.Namespa
     args = parser.parse_args(argv)
     quiet_loading()
     try:
+        # where the results go is checked before the work, not after it
+        if getattr(args, "output", None):
+            writable_path(args.output, "--output")
+        if getattr(args, "output_dir", None):
+            check_folder_creatable(args.output_dir, "--output_dir")
+        if not Path(args.checkpoint if hasattr(args, "checkpoint") else ".").exists():
+            raise ValueError(f"checkpoint {args.checkpoint!r} does not exist")
         body(args)
     except ValueError as error:
         print(f"{parser.prog}: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
@@ -151,7 +169,7 @@ def _figure(harness: str, result: dict, output: str | None, name: str) -> None:
 
 
 def perplexity_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="perplexity",
         description="Perplexity, per-position loss and ICL score of a causal LM (any AutoModelForCausalLM) on a text "
                     "split. Data-parallel: `torchrun --nproc_per_node N eval/perplexity.py ...`.",
@@ -184,7 +202,7 @@ def perplexity_main(argv: list[str] | None = None) -> int:
 
 
 def icl_regression_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="icl_regression",
         description="Few-shot in-context regression of a MesaForCausalRegression checkpoint against least squares, "
                     "ridge, GD-1, averaging, k-NN and LSQ on the pairs the model sees, with bootstrap 90%% intervals.",
@@ -208,7 +226,7 @@ def icl_regression_main(argv: list[str] | None = None) -> int:
 
 
 def dynamics_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="dynamics",
         description="Next-step error per position on linear dynamics, next to zero, LSQ, GD-1, Prop-2(k), mesa and "
                     "softmax kernel regression baselines (tuned on training sequences, scored on the test ones).",
@@ -237,7 +255,7 @@ def _named(spec: str) -> tuple[str, str]:
 def compare_main(argv: list[str] | None = None) -> int:
     from .compare import HARNESSES
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="compare",
         description="Run harnesses over several checkpoints; write comparison.md / comparison.json (tables), one PNG "
                     "per harness and every result JSON under OUTPUT_DIR. Harness options are namespaced: "

@@ -14,6 +14,12 @@ def _read_config(path: str):
 
     if not (Path(path) / "config.json").is_file():
         raise ValueError(f"checkpoint {path!r} is not a model folder (no config.json in it)")
+    if (Path(path) / "manifest.json").is_file():  # written by train_lm.py: a changed or truncated file is refused
+        from ..training.checkpoints import verify_folder
+
+        reason = verify_folder(Path(path), exhaustive=False)
+        if reason is not None:
+            raise ValueError(f"checkpoint {path!r} is corrupt: {reason}")
     try:
         return AutoConfig.from_pretrained(path)
     except (OSError, ValueError, KeyError) as error:

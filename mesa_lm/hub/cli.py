@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+from pathlib import Path
 
+from ..cli_options import OneLineParser, writable_path
 from ..evaluation.cli import quiet_loading
 
 
 def hub_card_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="hub_card",
         description="Write README.md (a model card with YAML metadata and the harness results) into a mesa-lm model "
                     "folder; with --push, upload model, tokenizer and card to the Hub (HF_ENDPOINT, HF_TOKEN).",
@@ -29,7 +30,14 @@ def hub_card_main(argv: list[str] | None = None) -> int:
 
         if args.push and not args.repo_id:
             raise ValueError("--push needs --repo_id")
-        card = hub_card(args.model_dir, args.results, args.repo_id, args.license, args.output)
+        writable_path(args.output or str(Path(args.model_dir) / "README.md"), "--output")
+        try:
+            card = hub_card(args.model_dir, args.results, args.repo_id, args.license, args.output)
+        except (KeyError, TypeError, IndexError, AttributeError, OSError) as error:
+            # a result file of the right kind but the wrong shape (hand-edited, truncated, from another tool)
+            what = f"--results {' '.join(args.results)}: malformed harness result" if args.results else \
+                f"model_dir {args.model_dir!r} cannot be read"
+            raise ValueError(f"{what} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
         print(f"wrote {args.output or args.model_dir + '/README.md'} ({len(card.data.eval_results or [])} results)")
         if args.push:
             from .push import push_to_hub

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..cli_options import OneLineParser, check_folder_creatable, positive_int
 from .budget import LEVELS, Budget
 from .experiments import language, p1_depth, p1_fewshot, p1_linear1, p1_mesa1, p1_transformers, p2
 from .report import Claim, ExperimentResult, load_results, write_report
@@ -27,7 +28,7 @@ EXPERIMENTS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m mesa_lm.reproduce",
         description="Reproduce the claims of [P1] (von Oswald et al.) and [P2] (Zheng et al.): train, analyse, and "
         "write a report with each claim, the measurement and a verdict.",
@@ -41,17 +42,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", default=None, help=f"comma-separated experiments to run, from: {', '.join(EXPERIMENTS)} "
                         "(the others' results already in --out are kept in the report)")
     parser.add_argument("--train_file", default=None, help="language experiment: a text file instead of the embedded corpus")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     return parser
+
+
+def check_options(args: argparse.Namespace) -> list[str]:
+    """The experiments to run; every option is checked before anything is written (ValueError, one line)."""
+    names = list(EXPERIMENTS) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"--only {args.only!r} names no experiment; choose from {', '.join(EXPERIMENTS)}")
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        raise ValueError(f"unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {args.out!r} is a file; give a folder")
+    check_folder_creatable(out, "--out")
+    if args.train_file is not None:
+        if "language" not in names:
+            raise ValueError("--train_file is used by the language experiment only, which --only leaves out")
+        from ..data.text import read_text_file
+
+        try:
+            read_text_file(args.train_file, "--train_file")
+        except UnicodeDecodeError:
+            raise ValueError(f"--train_file {args.train_file!r} is not a text file")
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    names = list(EXPERIMENTS) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in EXPERIMENTS]
-    if unknown:
-        print(f"reproduce: error: unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}",
-              file=sys.stderr)
+    try:
+        names = check_options(args)
+    except ValueError as error:
+        print(f"reproduce: error: {error}", file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -60,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "figures").mkdir(parents=True, exist_ok=True)
     earlier = load_results(out)  # a rerun of some experiments keeps the others' results in the report
     results: list[ExperimentResult] = []
+    failed: list[str] = []
     started = time.time()
     for name in names:
         print(f"[reproduce] {name} ...", flush=True)
@@ -73,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             result = EXPERIMENTS[name](out, budget, **kwargs)
         except Exception as error:  # one failing experiment must not lose the others' results
             traceback.print_exc()
+            failed.append(name)
             result = ExperimentResult(name, name, "", [Claim("(experiment failed)", f"{type(error).__name__}: {error}",
                                                              "not run")])
         results.append(result)
@@ -87,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
                   "verdicts compare the measurement with the paper's statement, with the thresholds given in the code.")
         write_report(merged, out, header)  # after every experiment, so an interrupted run keeps what it measured
     print(f"[reproduce] report written to {out / 'report.md'}")
+    if failed:
+        print(f"reproduce: error: experiment(s) {', '.join(failed)} failed (see the traceback above and the report)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

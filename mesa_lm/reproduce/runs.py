@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..models.mesa import MesaForCausalLM, MesaForCausalRegression
 from ..training.arguments import TrainArguments
-from ..training.checkpoints import list_checkpoints
+from ..training.checkpoints import list_checkpoints, resolve_resume_path
 from ..training.trainer import train
 
 
@@ -40,7 +40,11 @@ def train_model(out: Path, name: str, preset: str, quiet: bool = True, **options
     if not same_run(args, folder):  # another budget or setting trained this folder: start over
         results_file.unlink(missing_ok=True)
     elif not results_file.is_file() and list_checkpoints(args.checkpoint_dir):
-        args.resume_from_checkpoint = "latest"
+        try:  # only an intact checkpoint is resumed; with none, the run starts over
+            resolve_resume_path("latest", args.checkpoint_dir)
+            args.resume_from_checkpoint = "latest"
+        except ValueError:
+            pass
     if not results_file.is_file():
         with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
             trained = train(args)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import math
 import sys
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..cli_options import OneLineParser
 from .presets import RUN_PRESETS
 
 TASK_CHOICES = ("text", "dynamics", "fewshot_regression", "scalar_regression")
+NONFINITE_CHOICES = ("stop", "skip")
 
 
 @dataclass
@@ -73,39 +78,23 @@ class TrainArguments:
     save_total_limit: int = field(default=2, metadata={"help": "keep the last K checkpoints"})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' (in output_dir/checkpoints) or a checkpoint folder"})
 
+    nonfinite: str = field(default="stop", metadata={"help": "on a non-finite loss or gradient: 'stop' with an error (the last good checkpoint is kept) or 'skip' the step's update"})
+
     def __post_init__(self) -> None:
         if self.preset == "none":
             self.preset = None
         if self.output_dir is None:
             self.output_dir = str(Path("outputs") / (self.preset or "run"))
-        checks = {
-            "task": (self.task in TASK_CHOICES, f"one of {', '.join(TASK_CHOICES)}"),
-            "lr_scheduler_type": (self.lr_scheduler_type in ("cosine", "constant"), "'cosine' or 'constant'"),
-            "mixed_precision": (self.mixed_precision in ("no", "bf16", "fp16"), "'no', 'bf16' or 'fp16'"),
-            "report_to": (self.report_to in ("tensorboard", "none"), "'tensorboard' or 'none'"),
-            "max_steps": (self.max_steps >= 1, "a positive integer"),
-            "per_device_train_batch_size": (self.per_device_train_batch_size >= 1, "a positive integer"),
-            "per_device_eval_batch_size": (self.per_device_eval_batch_size >= 1, "a positive integer"),
-            "gradient_accumulation_steps": (self.gradient_accumulation_steps >= 1, "a positive integer"),
-            "block_size": (self.block_size >= 1, "a positive integer"),
-            "vocab_size": (self.vocab_size >= 260, "at least 260 (256 bytes and special tokens)"),
-            "learning_rate": (self.learning_rate > 0, "> 0"),
-            "save_total_limit": (self.save_total_limit >= 1, "a positive integer"),
-            "warmup_steps": (self.warmup_steps >= 0, ">= 0"),
-            "eval_steps": (self.eval_steps >= 0, ">= 0"),
-            "save_steps": (self.save_steps >= 0, ">= 0"),
-            "logging_steps": (self.logging_steps >= 1, "a positive integer"),
-        }
-        for name, (ok, allowed) in checks.items():
+        for f in fields(self):
+            _check_type(f, getattr(self, f.name))
+        for name, ok, allowed in _range_checks(self):
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: must be {allowed}")
-        if self.config_overrides is not None and not isinstance(self.config_overrides, dict):
-            try:
-                parsed = json.loads(self.config_overrides)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"config_overrides is not valid JSON ({error.msg}): {self.config_overrides!r}")
-            if not isinstance(parsed, dict):
-                raise ValueError(f"config_overrides must be a JSON object, got {self.config_overrides!r}")
+        if self.config_overrides is not None:
+            if self.model_name_or_path and self.model_overrides:
+                raise ValueError("config_overrides cannot be combined with model_name_or_path (the saved model's "
+                                 "config is used as it is); drop one of them")
+            _check_overrides(self.model_overrides)
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> "TrainArguments":
@@ -118,83 +107,193 @@ class TrainArguments:
     def model_overrides(self) -> dict[str, Any]:
         if self.config_overrides is None:
             return {}
-        return dict(self.config_overrides) if isinstance(self.config_overrides, dict) else json.loads(self.config_overrides)
+        if isinstance(self.config_overrides, dict):
+            return dict(self.config_overrides)
+        try:
+            parsed = json.loads(self.config_overrides)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"config_overrides is not valid JSON ({error.msg}): {self.config_overrides!r}")
+        if not isinstance(parsed, dict):
+            raise ValueError(f"config_overrides must be a JSON object, got {self.config_overrides!r}")
+        return parsed
 
     @property
     def checkpoint_dir(self) -> Path:
         return Path(self.output_dir) / "checkpoints"
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad command line in one line (the option list is in --help)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _option_type(dataclass_field):
+def _kind(dataclass_field) -> tuple[type, bool]:
+    """The option's value type (bool, int, float, str; dict allowed for config_overrides) and whether None is allowed."""
     annotation = str(dataclass_field.type)
-    if annotation.startswith("bool"):
-        return None
-    for name, kind in (("int", int), ("float", float)):
-        if annotation.startswith(name):
-            return kind
-    return str
+    kind = next((k for k in (bool, int, float) if annotation.startswith(k.__name__)), str)
+    return kind, "None" in annotation
+
+
+def _check_type(dataclass_field, value) -> None:
+    """Booleans only as booleans, integers only as integers (not 1.5, not true), numbers as numbers."""
+    kind, optional = _kind(dataclass_field)
+    if value is None and optional:
+        return
+    if kind is bool:
+        ok = isinstance(value, bool)
+        allowed = "true or false (a boolean, not a string)"
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        allowed = "an integer"
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        allowed = "a number"
+    else:
+        ok = isinstance(value, str) or (dataclass_field.name == "config_overrides" and isinstance(value, dict))
+        allowed = "a string"
+    if not ok:
+        raise ValueError(f"{dataclass_field.name}={value!r} is invalid: must be {allowed}")
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
+def _range_checks(a: "TrainArguments") -> list[tuple[str, bool, str]]:
+    """(option, ok, what is allowed) for every option with a restricted value."""
+    from ..data.dynamics import DYNAMICS
+    from ..data.synthetic import TOKEN_FORMATS
+
+    def positive(name):
+        return name, getattr(a, name) >= 1, "an integer >= 1"
+
+    def nonnegative(name):
+        return name, getattr(a, name) >= 0, "an integer >= 0"
+
+    def choice(name, allowed):
+        return name, getattr(a, name) in allowed, "one of " + ", ".join(map(repr, allowed))
+
+    return [
+        (
+            "preset",
+            a.preset is None or a.preset in RUN_PRESETS,
+            "one of " + ", ".join(map(repr, (*RUN_PRESETS, "none"))),
+        ),
+        choice("task", TASK_CHOICES),
+        choice("dynamics", DYNAMICS),
+        choice("tokens", TOKEN_FORMATS),
+        choice("input_distribution", ("uniform", "normal")),
+        choice("lr_scheduler_type", ("cosine", "constant")),
+        choice("mixed_precision", ("no", "bf16", "fp16")),
+        choice("report_to", ("tensorboard", "none")),
+        choice("nonfinite", NONFINITE_CHOICES),
+        ("output_dir", a.output_dir != "", "a folder path"),
+        ("seed", 0 <= a.seed < 2**32, "an integer from 0 to 2**32 - 1"),
+        *map(positive, ("state_dim", "hidden_dim", "num_pairs", "per_device_train_batch_size",
+                        "per_device_eval_batch_size", "gradient_accumulation_steps", "max_steps", "block_size",
+                        "save_total_limit", "logging_steps", "eval_batches", "max_eval_blocks")),
+        *map(nonnegative, ("warmup_steps", "eval_steps", "save_steps")),
+        ("seq_len", a.seq_len >= 2, "an integer >= 2 (a state and its successor)"),
+        ("vocab_size", a.vocab_size >= 260, "an integer >= 260 (256 bytes and special tokens)"),
+        ("noise_std", _finite(a.noise_std) and a.noise_std >= 0, "a finite number >= 0"),
+        ("learning_rate", _finite(a.learning_rate) and a.learning_rate > 0, "a finite number > 0"),
+        ("min_learning_rate", _finite(a.min_learning_rate) and a.min_learning_rate >= 0, "a finite number >= 0"),
+        ("weight_decay", _finite(a.weight_decay) and a.weight_decay >= 0, "a finite number >= 0"),
+        ("adam_beta1", _finite(a.adam_beta1) and 0 <= a.adam_beta1 < 1, "a number in [0, 1)"),
+        ("adam_beta2", _finite(a.adam_beta2) and 0 <= a.adam_beta2 < 1, "a number in [0, 1)"),
+        ("adam_epsilon", _finite(a.adam_epsilon) and a.adam_epsilon > 0, "a finite number > 0"),
+        ("max_grad_norm", _finite(a.max_grad_norm) and a.max_grad_norm >= 0,
+         "a finite number >= 0 (0 disables clipping)"),
+    ]
+
+
+def _check_overrides(overrides: dict) -> None:
+    unknown = sorted(set(overrides) - _mesa_config_fields())
+    if unknown:
+        raise ValueError(f"config_overrides has unknown MesaConfig field(s) {', '.join(unknown)}; "
+                         "see MesaConfig's arguments")
+    for name, value in overrides.items():  # json.loads accepts NaN and Infinity
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"config_overrides {name}={value!r} is invalid: must be a finite number")
+    theta = overrides.get("rope_theta", 1.0)  # MesaConfig does not check it; <= 0 gives NaN positions
+    if isinstance(theta, (int, float)) and not isinstance(theta, bool) and theta <= 0:
+        raise ValueError(f"config_overrides rope_theta={theta!r} is invalid: must be > 0")
+
+
+@lru_cache(maxsize=1)
+def _mesa_config_fields() -> frozenset[str]:
+    from ..models.mesa import MesaConfig
+
+    return frozenset(p for p in inspect.signature(MesaConfig.__init__).parameters if p not in ("self", "kwargs"))
+
+
+def _help(dataclass_field) -> str:
+    default = dataclass_field.default
+    return f"{dataclass_field.metadata['help']} (default: {default})".replace("%", "%%").replace("%%%%", "%%")
 
 
 def build_parser(prog: str = "train_lm.py") -> OneLineParser:
+    """Options default to *absent*: only what the command line says overrides the preset and the config file."""
     parser = OneLineParser(
         prog=prog,
         allow_abbrev=False,
+        argument_default=argparse.SUPPRESS,
         description="Train a mesa-lm model (softmax / linear / mesa layers) with Accelerate on synthetic sequences "
-        "or text. Options come from --preset, then --config FILE (YAML or JSON), then the command line.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "or text. Options come from the dataclass defaults shown here, then --preset, then --config FILE (YAML or "
+        "JSON), then the command line. Bad input is refused before anything is written (exit status 2).",
     )
-    parser.add_argument("--config", default=None, help="YAML or JSON file of options (keys are the option names)")
+    parser.add_argument("--config", help="YAML or JSON file of options (keys are the option names)")
     for f in fields(TrainArguments):
-        kind = _option_type(f)
-        default = f.default if f.default is not MISSING else None
-        if kind is None:
-            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=default, help=f.metadata["help"])
+        kind, _ = _kind(f)
+        if kind is bool:
+            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, help=_help(f))
         else:
-            parser.add_argument(f"--{f.name}", type=kind, default=default, help=f.metadata["help"])
+            parser.add_argument(f"--{f.name}", type=kind, metavar=f.name.upper(), help=_help(f))
     return parser
 
 
 def load_config_file(path: str) -> dict[str, Any]:
+    """The options of a YAML/JSON file; syntax errors, a non-mapping and unknown keys are one-line errors."""
     file = Path(path)
     if not file.is_file():
-        raise ValueError(f"config file {path!r} does not exist")
-    text = file.read_text(encoding="utf-8")
-    if file.suffix in (".yaml", ".yml"):
-        import yaml
+        raise ValueError(f"config file {path!r} does not exist or is not a file")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"config file {path!r} cannot be read as UTF-8 text ({type(error).__name__})")
+    try:
+        if file.suffix in (".yaml", ".yml"):
+            import yaml
 
-        values = yaml.safe_load(text) or {}
-    else:
-        values = json.loads(text)
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as error:  # yaml.YAMLError, json.JSONDecodeError: the message's first line names the place
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"config file {path!r} cannot be parsed: {first}")
+    if values is None:
+        values = {}
     if not isinstance(values, dict):
         raise ValueError(f"config file {path!r} must hold a mapping of option names to values")
-    known = {f.name for f in fields(TrainArguments)}
-    unknown = sorted(set(values) - known)
+    known = {f.name: f for f in fields(TrainArguments)}
+    unknown = sorted(set(map(str, values)) - set(known))
     if unknown:
         raise ValueError(f"config file {path!r} has unknown options: {', '.join(unknown)}")
+    for name, value in values.items():  # also the values the command line overrides: a typo is never silent
+        if not (name == "preset" and value is None):
+            _check_type(known[name], value)
+    if values.get("config_overrides") is not None:
+        overrides = TrainArguments.model_overrides.fget(argparse.Namespace(config_overrides=values["config_overrides"]))
+        _check_overrides(overrides)
     return values
 
 
 def parse_args(argv: list[str] | None = None) -> TrainArguments:
-    """Preset < config file < command line. Raises ValueError (one line) on a bad value."""
+    """Dataclass defaults < run preset < config file < command line, for every option. Raises ValueError (one
+    line) on a bad value; argparse exits with status 2 on a malformed command line."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    pre.add_argument("--config")
-    pre.add_argument("--preset")
-    first, _ = pre.parse_known_args(argv)
-    file_values = load_config_file(first.config) if first.config else {}
-    preset = first.preset or file_values.get("preset") or TrainArguments.preset
+    given = vars(build_parser().parse_args(argv))
+    file_values = load_config_file(given.pop("config")) if given.get("config") else {}
+    given.pop("config", None)
+    preset = given.get("preset", file_values.get("preset", TrainArguments.preset))
+    if preset is not None and not isinstance(preset, str):
+        raise ValueError(f"preset={preset!r} is invalid: must be a preset name or 'none'")
     if preset not in (None, "none") and preset not in RUN_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; available presets: {', '.join(RUN_PRESETS)}, none")
-    parser.set_defaults(**(RUN_PRESETS.get(preset, {}) if preset else {}), **file_values)
-    namespace = parser.parse_args(argv)
-    values = {k: v for k, v in vars(namespace).items() if k != "config"}
-    values["preset"] = preset
-    return TrainArguments(**values)
+    preset_values = RUN_PRESETS.get(preset, {}) if preset not in (None, "none") else {}
+    return TrainArguments(**{**preset_values, **file_values, **given, "preset": preset})

@@ -20,7 +20,18 @@ from ..data.synthetic import SyntheticTask
 from ..data.text import load_texts, tokenize_into_blocks, train_bpe_tokenizer
 from ..models.mesa import MesaConfig, MesaForCausalLM, MesaForCausalRegression
 from .arguments import TrainArguments
-from .checkpoints import load_trainer_state, resolve_resume_path, save_checkpoint
+from .checkpoints import (
+    MANIFEST,
+    TrainingError,
+    load_checkpoint,
+    load_scaler,
+    raise_if_disk_full,
+    resolve_resume_path,
+    save_checkpoint,
+    save_final,
+    verify_folder,
+    write_json_atomic,
+)
 from .data import SyntheticData, TextData
 from .optim import make_optimizer_and_schedule
 
@@ -28,19 +39,35 @@ METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "train_results.json"
 
 
-def check_output_dir(args: TrainArguments) -> None:
-    """Refuse to write into a non-empty output folder unless resuming or told to overwrite (before any write)."""
+def check_output_dir(args: TrainArguments) -> Path | None:
+    """Refuse to write into a non-empty output folder unless resuming or told to overwrite (before any write).
+
+    Returns the checkpoint to resume from (verified; newer corrupt ones are skipped with a warning), or None."""
+    from ..cli_options import check_folder_creatable
+
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output_dir {args.output_dir!r} exists and is not a folder")
+    check_folder_creatable(out, "output_dir")
     if args.resume_from_checkpoint:
-        resolve_resume_path(args.resume_from_checkpoint, args.checkpoint_dir)
-        return
+        return resolve_resume_path(args.resume_from_checkpoint, args.checkpoint_dir)
     if out.is_dir() and any(out.iterdir()) and not args.overwrite_output_dir:
         raise ValueError(
             f"output_dir {args.output_dir!r} is not empty; pass --overwrite_output_dir to reuse it, "
             "--resume_from_checkpoint latest to continue it, or another --output_dir"
         )
+    return None
+
+
+# What an earlier run left in its output folder; an overwrite removes them once the new run is known to start.
+RUN_FILES = ("metrics.jsonl", "train_results.json", "train_args.json", "config.json", "generation_config.json",
+             "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", MANIFEST)
+
+
+def remove_earlier_run(out: Path, checkpoint_dir: Path) -> None:
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def make_accelerator(args: TrainArguments) -> Accelerator:
@@ -68,26 +95,37 @@ def make_accelerator(args: TrainArguments) -> Accelerator:
     return accelerator
 
 
-def build_text_data(args: TrainArguments, accelerator: Accelerator, texts: tuple[list[str], list[str]], resuming: bool):
-    """Texts -> tokenizer (trained once on the main process, or loaded) -> blocks."""
+def prepare_tokenizer(args: TrainArguments, is_main: bool, train_texts: list[str], resuming: bool):
+    """The tokenizer, in memory: loaded (--tokenizer_name, or the run's own when resuming) or trained on the main
+    process. Returns (tokenizer or None on non-main processes that must load the main one's, whether to save it)."""
     from transformers import AutoTokenizer
 
-    train_texts, validation_texts = texts
     out = Path(args.output_dir)
-    if args.tokenizer_name:
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name)
+    source = args.tokenizer_name or (str(out) if resuming and (out / "tokenizer.json").is_file() else None)
+    if source:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except Exception as error:  # OSError, ValueError, ...: a missing or unreadable tokenizer
+            what = f"tokenizer_name={args.tokenizer_name!r}" if args.tokenizer_name else f"the tokenizer in {out}"
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ValueError(f"{what} cannot be loaded: {first[:200]}")
         if tokenizer.eos_token_id is None:
-            raise ValueError(f"tokenizer {args.tokenizer_name!r} has no EOS token to separate texts")
-    else:
-        if accelerator.is_main_process and not (resuming and (out / "tokenizer.json").is_file()):
-            train_bpe_tokenizer(train_texts, args.vocab_size, args.block_size).save_pretrained(out)
-        accelerator.wait_for_everyone()  # the other processes load what the main process trained
-        tokenizer = AutoTokenizer.from_pretrained(out)
+            raise ValueError(f"tokenizer {source!r} has no EOS token to separate texts")
+        return tokenizer, False
+    if not is_main:
+        return None, True
+    return train_bpe_tokenizer(train_texts, args.vocab_size, args.block_size), True
+
+
+def build_text_data(args: TrainArguments, tokenizer, texts: tuple[list[str], list[str]]) -> TextData:
+    train_texts, validation_texts = texts
     tokenizer.model_max_length = args.block_size
     train_blocks = tokenize_into_blocks(train_texts, tokenizer, args.block_size)
-    validation_blocks = tokenize_into_blocks(validation_texts, tokenizer, args.block_size)
-    data = TextData(train_blocks, validation_blocks, args.seed, args.max_eval_blocks, args.per_device_eval_batch_size)
-    return data, tokenizer
+    try:
+        validation_blocks = tokenize_into_blocks(validation_texts, tokenizer, args.block_size)
+    except ValueError as error:
+        raise ValueError(f"validation text: {error}")
+    return TextData(train_blocks, validation_blocks, args.seed, args.max_eval_blocks, args.per_device_eval_batch_size)
 
 
 def build_config(args: TrainArguments, task: SyntheticTask | None) -> MesaConfig:
@@ -96,15 +134,40 @@ def build_config(args: TrainArguments, task: SyntheticTask | None) -> MesaConfig
     The vocabulary of a text model is filled in once the tokenizer exists.
     """
     if args.model_name_or_path:
-        config = MesaConfig.from_pretrained(args.model_name_or_path)
+        path = Path(args.model_name_or_path)
+        if not (path / "config.json").is_file():
+            raise ValueError(f"model_name_or_path={args.model_name_or_path!r} is not a model folder (no config.json)")
+        reason = verify_folder(path, exhaustive=False) if (path / MANIFEST).is_file() else None
+        if reason is not None:
+            raise ValueError(f"model_name_or_path={args.model_name_or_path!r} is corrupt: {reason}")
+        try:
+            config = MesaConfig.from_pretrained(args.model_name_or_path)
+        except Exception as error:
+            raise ValueError(f"model_name_or_path={args.model_name_or_path!r} has an unreadable config: "
+                             f"{(str(error).strip().splitlines() or [type(error).__name__])[0][:200]}")
+        if task is not None and (config.input_dim, config.output_dim) != (task.input_dim, task.output_dim):
+            raise ValueError(f"model_name_or_path={args.model_name_or_path!r} reads {config.input_dim}-dim inputs "
+                             f"and writes {config.output_dim}-dim outputs; the task has {task.input_dim} and "
+                             f"{task.output_dim}")
     else:
         overrides = dict(args.model_overrides)
         if task is not None:
             overrides.update(vocab_size=None, input_dim=task.input_dim, output_dim=task.output_dim)
-        config = MesaConfig.from_preset(args.model_preset, **overrides) if args.model_preset else MesaConfig(**overrides)
-    length, what = (args.block_size, "block_size") if task is None else (task.length, "sequence length")
+        try:
+            if args.model_preset:
+                config = MesaConfig.from_preset(args.model_preset, **overrides)
+            else:
+                config = MesaConfig(**overrides)
+        except (TypeError, KeyError) as error:  # a value of the wrong type deep inside the config
+            raise ValueError(f"config_overrides {args.model_overrides} are invalid: {error}")
+    if task is None:
+        length, what = args.block_size, f"block_size={args.block_size}"
+    elif task.name == "dynamics":
+        length, what = task.length, f"seq_len={args.seq_len}"
+    else:
+        length, what = task.length, f"num_pairs={args.num_pairs} (prompts of {task.length} positions)"
     if length > config.max_position_embeddings:
-        raise ValueError(f"{what}={length} exceeds the model's max_position_embeddings={config.max_position_embeddings}")
+        raise ValueError(f"{what} exceeds the model's max_position_embeddings={config.max_position_embeddings}")
     return config
 
 
@@ -203,47 +266,114 @@ def train(args: TrainArguments) -> dict:
         return _train(args, stop)
 
 
-def _train(args: TrainArguments, stop: StopFlag) -> dict:
-    check_output_dir(args)
+def check_text(texts: list[str], what: str) -> None:
+    """Refuse binary files (an executable, an archive) given as text: NUL bytes or mostly undecodable bytes."""
+    sample = "".join(text[:100_000] for text in texts[:20])
+    if "\x00" in sample or sample.count("\ufffd") > 0.01 * max(1, len(sample)):
+        raise ValueError(f"{what} is not a UTF-8 text file (it holds binary data)")
+
+
+def prepare(args: TrainArguments, is_main: bool, resume_path: Path | None):
+    """Everything a run needs, built in memory and checked, with nothing written yet: task, config, texts,
+    tokenizer, blocks, model, optimizer, schedule and (when resuming) their states. Raises ValueError."""
     task = make_task(args)
     config = build_config(args, task)
-    texts = None
-    if task is None:  # missing or empty files are reported before anything is written
+    tokenizer, save_tokenizer, texts, data = None, False, None, None
+    if task is None:  # missing, empty or binary files are reported before anything is written
         texts = load_texts(args.train_file, args.validation_file, args.dataset_name, args.dataset_config_name)
-    accelerator = make_accelerator(args)
-    out = Path(args.output_dir)
-    resume_path = resolve_resume_path(args.resume_from_checkpoint, args.checkpoint_dir) if args.resume_from_checkpoint else None
-    if accelerator.is_main_process:
-        if args.overwrite_output_dir and not resume_path:
-            shutil.rmtree(args.checkpoint_dir, ignore_errors=True)
-            (out / METRICS_FILE).unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2, default=str))
-    accelerator.wait_for_everyone()
-
-    set_seed(args.seed)
-    tokenizer = None
-    if task is None:
-        data, tokenizer = build_text_data(args, accelerator, texts, resuming=resume_path is not None)
+        if args.train_file:
+            check_text(texts[0], f"train_file {args.train_file!r}")
+        if args.validation_file:
+            check_text(texts[1], f"validation_file {args.validation_file!r}")
+        tokenizer, save_tokenizer = prepare_tokenizer(args, is_main, texts[0], resuming=resume_path is not None)
+        if tokenizer is not None:
+            data = build_text_data(args, tokenizer, texts)
     else:
         data = SyntheticData(task, args.eval_batches, args.per_device_eval_batch_size)
-    model = build_model(args, config, tokenizer)
-    optimizer, schedule = make_optimizer_and_schedule(model, args)
+    set_seed(args.seed)
+    model = build_model(args, config, tokenizer) if (task is not None or tokenizer is not None) else None
+    return task, config, texts, tokenizer, save_tokenizer, data, model
+
+
+def _train(args: TrainArguments, stop: StopFlag) -> dict:
+    resume_path = check_output_dir(args)
+    out = Path(args.output_dir)
+    rank = int(os.environ.get("RANK", "0"))  # what the launchers set; Accelerate agrees (checked below)
+    task, config, texts, tokenizer, save_tokenizer, data, model = prepare(args, rank == 0, resume_path)
+    state = None
+    if model is not None:  # on the main process (and every process of a synthetic task)
+        optimizer, schedule = make_optimizer_and_schedule(model, args)
+        if resume_path is not None:
+            state = load_checkpoint(resume_path, model, optimizer, schedule, rank)
+    accelerator = make_accelerator(args)
+    if accelerator.process_index != rank:
+        raise ValueError(f"RANK={rank} but Accelerate runs this as process {accelerator.process_index}")
+    if resume_path is not None:
+        load_scaler(resume_path, accelerator)
+
+    # The run is known to start: only now is the output folder touched.
+    if accelerator.is_main_process:
+        try:
+            if args.overwrite_output_dir and resume_path is None:
+                remove_earlier_run(out, args.checkpoint_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            if save_tokenizer:
+                tokenizer.save_pretrained(out)
+            write_json_atomic(out / "train_args.json", dataclasses.asdict(args))
+        except OSError as error:
+            raise_if_disk_full(error, str(out))
+            raise
+    accelerator.wait_for_everyone()
+    if model is None:  # a text run's other processes load the tokenizer the main process trained
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(out)
+        data = build_text_data(args, tokenizer, texts)
+        set_seed(args.seed)
+        model = build_model(args, config, tokenizer)
+        optimizer, schedule = make_optimizer_and_schedule(model, args)
+        if resume_path is not None:
+            state = load_checkpoint(resume_path, model, optimizer, schedule, rank)
+
     # The schedule is stepped by hand once per optimizer step (accelerate would step it once per process).
     model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(schedule)
 
     start_step, tokens_seen = 0, 0
-    if resume_path is not None:
-        accelerator.load_state(str(resume_path))
-        state = load_trainer_state(resume_path)
+    if state is not None:
         start_step, tokens_seen = state["step"], state["tokens_seen"]
         accelerator.print(f"resumed from {resume_path} at step {start_step}")
 
     if accelerator.trackers == [] and args.report_to == "tensorboard" and accelerator.log_with:
         accelerator.init_trackers("tensorboard", config={k: str(v) for k, v in dataclasses.asdict(args).items()})
     metrics_file = open(out / METRICS_FILE, "a") if accelerator.is_main_process else None
+    progress = tqdm(total=args.max_steps, initial=start_step, disable=not accelerator.is_local_main_process,
+                    desc="train")
+    try:
+        return _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_step, tokens_seen,
+                     resume_path, tokenizer, metrics_file, progress)
+    except OSError as error:
+        raise_if_disk_full(error, f"into {out}")
+        raise
+    finally:
+        progress.close()  # before any error line, so that it stands on its own line
+        if metrics_file is not None:
+            metrics_file.close()
 
+
+def parameters_finite(model, accelerator: Accelerator) -> bool:
+    finite = all(bool(torch.isfinite(p).all()) for p in accelerator.unwrap_model(model).parameters())
+    return not any_process(not finite, accelerator)
+
+
+def any_process(flag: bool, accelerator: Accelerator) -> bool:
+    if accelerator.num_processes == 1:
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(tensor, "sum").item() > 0)
+
+
+def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_step, tokens_seen, resume_path,
+          tokenizer, metrics_file, progress) -> dict:
     def log(record: dict) -> None:
         if metrics_file is not None:
             metrics_file.write(json.dumps(record) + "\n")
@@ -251,14 +381,24 @@ def _train(args: TrainArguments, stop: StopFlag) -> dict:
         scalars = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
         accelerator.log(scalars, step=record["step"])
 
+    last_good = resume_path
+
+    def good() -> str:
+        return f"the last good checkpoint, {last_good}, is kept" if last_good else "no checkpoint was saved"
+
     def checkpoint(step: int) -> Path:
+        if not parameters_finite(model, accelerator):  # never save (or later resume from) a NaN model
+            raise TrainingError(f"non-finite weights at step {step}; {good()}; no model saved")
         state = {"step": step, "tokens_seen": tokens_seen + tokens_this_run, "max_steps": args.max_steps}
-        return save_checkpoint(accelerator, args.checkpoint_dir, step, state, args.save_total_limit)
+        return save_checkpoint(accelerator, args.checkpoint_dir, step, state, args.save_total_limit, model, optimizer,
+                               schedule)
 
     world, accum, per_device = accelerator.num_processes, args.gradient_accumulation_steps, args.per_device_train_batch_size
-    progress = tqdm(total=args.max_steps, initial=start_step, disable=not accelerator.is_local_main_process, desc="train")
     model.train()
     started, steps_done, tokens_this_run, last_eval, last_loss = time.perf_counter(), 0, 0, None, None
+    skipped = 0
+    # Under fp16 the grad scaler itself skips overflowing steps; only a non-finite loss is an error then.
+    check_gradients = accelerator.scaler is None
     for step in range(start_step, args.max_steps):
         step_loss = torch.zeros((), device=accelerator.device)
         for micro in range(accum):
@@ -271,20 +411,34 @@ def _train(args: TrainArguments, stop: StopFlag) -> dict:
                 loss = model(**batch, use_cache=False).loss / accum
                 accelerator.backward(loss)
             step_loss += loss.detach()
-        grad_norm = None
-        if args.max_grad_norm > 0:
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        steps_done += 1
+        # the total norm is measured even without clipping, to catch non-finite gradients
+        clip = args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), clip)
         done = step + 1
+        bad = not bool(torch.isfinite(step_loss)) or (check_gradients and not bool(torch.isfinite(grad_norm)))
+        if any_process(bad, accelerator):
+            what = "loss" if not bool(torch.isfinite(step_loss)) else "gradient"
+            if args.nonfinite == "stop":
+                progress.close()
+                raise TrainingError(
+                    f"non-finite {what} at step {done} (loss {step_loss.item():.4g}, gradient norm "
+                    f"{float(grad_norm):.4g}); training stopped, {good()}, no model saved "
+                    "(--nonfinite skip skips such steps)"
+                )
+            optimizer.zero_grad(set_to_none=True)  # skip the update; the data stream and schedule move on
+            skipped += 1
+            log({"step": done, "skipped_nonfinite": skipped})
+        else:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        schedule.step()
+        steps_done += 1
         progress.update(1)
 
         if done % args.logging_steps == 0 or done == args.max_steps:
             mean_loss = last_loss = accelerator.reduce(step_loss, "mean").item()
             record = {"step": done, "loss": mean_loss, "learning_rate": schedule.get_last_lr()[0]}
-            if grad_norm is not None:
+            if args.max_grad_norm > 0:
                 record["grad_norm"] = float(grad_norm)
             progress.set_postfix(loss=f"{mean_loss:.4f}")
             log(record)
@@ -294,27 +448,28 @@ def _train(args: TrainArguments, stop: StopFlag) -> dict:
             accelerator.print(f"step {done}: eval_loss {last_eval['eval_loss']:.4f}")
         saved = (args.save_steps and done % args.save_steps == 0) or done == args.max_steps
         if saved:
-            checkpoint(done)
+            last_good = checkpoint(done)
         if stop.any_process(accelerator) and done < args.max_steps:
             if not saved:
-                checkpoint(done)
+                last_good = checkpoint(done)
             progress.close()
             accelerator.print(
                 f"stopped by signal at step {done}; checkpoint {args.checkpoint_dir / f'step-{done}'} saved; "
                 "continue with --resume_from_checkpoint latest"
             )
             accelerator.end_training()
-            if metrics_file is not None:
-                metrics_file.close()
             return {"stopped_at_step": done}
     progress.close()
     elapsed = time.perf_counter() - started
 
     unwrapped = accelerator.unwrap_model(model)
+    if not parameters_finite(model, accelerator):
+        raise TrainingError(f"non-finite weights after step {args.max_steps}; {good()}; no model saved")
     identical = parameters_identical_across_processes(unwrapped, accelerator)
     results = {
         "steps": args.max_steps,
         "steps_this_run": steps_done,
+        "skipped_nonfinite_steps": skipped,
         "train_seconds": elapsed,
         "steps_per_second": steps_done / elapsed if elapsed > 0 else None,
         "tokens_per_second": tokens_this_run / elapsed if elapsed > 0 else None,
@@ -324,11 +479,17 @@ def _train(args: TrainArguments, stop: StopFlag) -> dict:
         **(last_eval or {}),
     }
     if accelerator.is_main_process:
-        unwrapped.save_pretrained(out)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(out)
-        (out / RESULTS_FILE).write_text(json.dumps(results, indent=2))
-        metrics_file.close()
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # stderr keeps our progress and, on failure, the one-line error
+
+        def write(folder: Path) -> None:
+            unwrapped.save_pretrained(folder)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(folder)
+            (folder / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+
+        save_final(out, write)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     speed = f"{results['steps_per_second']:.2f} steps/s"
@@ -336,7 +497,7 @@ def _train(args: TrainArguments, stop: StopFlag) -> dict:
         speed += f", {results['tokens_per_second']:.0f} tokens/s"
     accelerator.print(
         f"done: {steps_done} steps in {elapsed:.1f}s ({speed}); eval_loss {results.get('eval_loss', float('nan')):.4f}; "
-        f"model saved to {out}"
+        f"model saved to {out}" + (f"; {skipped} step(s) with non-finite values skipped" if skipped else "")
     )
     if not identical:
         accelerator.print("WARNING: parameters differ across processes: gradients were not synchronised")
