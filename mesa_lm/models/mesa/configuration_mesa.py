@@ -239,8 +239,16 @@ class MesaConfig(PretrainedConfig):
             _fail("intermediate_size", self.intermediate_size, "must be a positive integer")
         if self.vocab_size is not None and (not isinstance(self.vocab_size, int) or self.vocab_size < 1):
             _fail("vocab_size", self.vocab_size, "must be a positive integer, or None for real-valued models")
+        for field in ("norm_eps", "rope_theta", "initializer_range", "mesa_lambda_init", "mesa_lambda_lower_bound"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                _fail(field, value, "must be a finite number")
+        if self.activation_clip is not None and not math.isfinite(self.activation_clip):
+            _fail("activation_clip", self.activation_clip, "must be a finite number > 0, or None for no clipping")
         if self.norm_eps <= 0:
             _fail("norm_eps", self.norm_eps, "must be > 0")
+        if self.rope_theta <= 0:
+            _fail("rope_theta", self.rope_theta, "must be > 0 (the base of RoPE's frequencies)")
         if self.initializer_range < 0:
             _fail("initializer_range", self.initializer_range, "must be >= 0")
         if self.activation_clip is not None and self.activation_clip <= 0:
