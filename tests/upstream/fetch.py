@@ -49,7 +49,8 @@ def installed_transformers_version() -> str:
 
 
 def _pip_download(args: list[str], dest: Path) -> None:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d", str(dest)]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "--retries", "2"]
+    cmd += ["--timeout", "30", "-d", str(dest)]
     try:
         proc = subprocess.run(cmd + args, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
