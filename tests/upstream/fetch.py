@@ -52,7 +52,7 @@ def _pip_download(args: list[str], dest: Path) -> None:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "--retries", "2"]
     cmd += ["--timeout", "30", "-d", str(dest)]
     try:
-        proc = subprocess.run(cmd + args, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(cmd + args, check=False, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise UpstreamTestsUnavailable(f"`pip download {' '.join(args)}` could not run: {exc}") from exc
     if proc.returncode != 0:

@@ -344,7 +344,9 @@ else:
             with torch.no_grad():
                 result = model(input_ids, attention_mask=input_mask)
                 result = model(input_ids)
-            self.parent.assertEqual(result.last_hidden_state.shape, (self.batch_size, self.seq_length, self.hidden_size))
+            self.parent.assertEqual(
+                result.last_hidden_state.shape, (self.batch_size, self.seq_length, self.hidden_size)
+            )
 
         def create_and_check_causal_lm(self, config, input_ids, input_mask, token_labels):
             model = MesaForCausalLM(config).to(torch_device).eval()
