@@ -408,6 +408,23 @@ else:
         def test_causal_lm(self):
             self.model_tester.create_and_check_causal_lm(*self.model_tester.prepare_config_and_inputs())
 
+        def test_attentions_of_every_layer(self):
+            """Upstream's test_attention_outputs checks the number of entries but only the first one's shape; here every
+            layer (softmax, linear or mesa) must return its (B, heads, T, T) token-mixing weights."""
+            config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
+            t = self.model_tester
+            for model_class in self.all_model_classes:
+                model = model_class(config).to(torch_device).eval()
+                with torch.no_grad():
+                    attentions = model(**inputs, output_attentions=True).attentions
+                self.assertEqual(len(attentions), t.num_hidden_layers)
+                for layer, (mixer, weights) in enumerate(zip(config.mixer_types, attentions)):
+                    with self.subTest(model=model_class.__name__, layer=layer, mixer=mixer):
+                        self.assertIsNotNone(weights, f"layer {layer} ({mixer}) returned no attention weights")
+                        self.assertEqual(
+                            tuple(weights.shape), (t.batch_size, t.num_attention_heads, t.seq_length, t.seq_length)
+                        )
+
         # ConfigTester's checks, one test each so a failure names the check.
         def test_config_common_properties(self):
             self.config_tester.create_and_test_config_common_properties()
