@@ -31,9 +31,10 @@ except fetch.UpstreamTestsUnavailable as exc:
 _DOC = Path(__file__).resolve().parents[2] / "docs" / "compatibility.md"
 _DOC_SECTION = "## transformers' own model tests"
 
-# The four mixes, each with mixer options that exercise more of the family's parameters.
+# The four mixes, each with mixer options that exercise more of the family's parameters (softmax layers with
+# grouped-query attention: 2 query heads share 1 key/value head).
 MIXES = {
-    "softmax": dict(mixer_types=["softmax", "softmax"]),
+    "softmax": dict(mixer_types=["softmax", "softmax"], num_key_value_heads=1),
     "linear": dict(mixer_types=["linear", "linear"], linear_gate=True, linear_qk_norm=True),
     "mesa": dict(
         mixer_types=["mesa", "mesa"],
@@ -43,7 +44,7 @@ MIXES = {
         mesa_conv_size=4,
         mesa_output_norm=True,
     ),
-    "hybrid": dict(mixer_types=["softmax", "linear", "mesa"]),
+    "hybrid": dict(mixer_types=["softmax", "linear", "mesa"], num_key_value_heads=1),
 }
 
 # Upstream tests skipped here, with the reason (every mix, then per mix). Keep docs/compatibility.md in step:
