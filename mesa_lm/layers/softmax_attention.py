@@ -33,16 +33,17 @@ def attention_mask_4d(key_mask: torch.Tensor | None, q_len: int, k_len: int) -> 
 def eager_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None, scale: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain matmul-softmax attention in float32: output (B, Tq, H, Dv) and weights (B, H, Tq, Tk).
+    """Plain matmul-softmax attention in float32 (float64 for float64 inputs): output (B, Tq, H, Dv) and weights
+    (B, H, Tq, Tk).
 
     `allowed` is a boolean mask broadcastable to (B, H, Tq, Tk); None means causal with aligned queries and keys.
     """
-    T = q.shape[1]
-    scores = torch.einsum("bthd,bshd->bhts", q.float(), k.float()) * scale
+    T, wide = q.shape[1], torch.promote_types(q.dtype, torch.float32)
+    scores = torch.einsum("bthd,bshd->bhts", q.to(wide), k.to(wide)) * scale
     if allowed is None:
         allowed = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
     weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
-    return torch.einsum("bhts,bshd->bthd", weights, v.float()).to(v.dtype), weights
+    return torch.einsum("bhts,bshd->bthd", weights, v.to(wide)).to(v.dtype), weights
 
 
 class SoftmaxAttention(nn.Module):
@@ -90,7 +91,9 @@ class SoftmaxAttention(nn.Module):
         k = self.k_proj(hidden_states).view(B, T, self.num_kv_heads, self.head_dim)
         v = self.v_proj(hidden_states).view(B, T, self.num_kv_heads, self.value_head_dim)
         if self.use_rope:
-            cos, sin = rotary_cos_sin(position_ids, self.head_dim, self.rope_theta)
+            cos, sin = rotary_cos_sin(
+                position_ids, self.head_dim, self.rope_theta, torch.promote_types(q.dtype, torch.float32)
+            )
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if self.concat_positions is not None:
             p = self.concat_positions(position_ids)[:, :, None, :].to(q.dtype)

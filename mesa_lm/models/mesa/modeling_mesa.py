@@ -427,7 +427,8 @@ class MesaForCausalRegression(MesaPreTrainedModel):
                 raise ValueError(
                     f"targets has shape {tuple(targets.shape)}; expected {tuple(predictions.shape)} like the predictions"
                 )
-            per_position = 0.5 * (predictions.float() - targets.float()).pow(2).sum(-1)
+            wide = torch.promote_types(predictions.dtype, torch.float32)  # float32, or float64 for a float64 model
+            per_position = 0.5 * (predictions.to(wide) - targets.to(wide)).pow(2).sum(-1)
             if target_mask is None:
                 loss = per_position.mean()
             else:
