@@ -131,14 +131,16 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"machine": machine_info(device), "args": vars(a)}
     ck = result["checkpointing"] = checkpointing(a, device)
     print(f"gradient checkpointing, {MIXERS}, batch {a.batch} x {a.seq_len} tokens, width {a.hidden}")
-    print(f"  peak memory of fwd+bwd   plain {ck['plain_peak_mb']:.1f} MiB   checkpointed {ck['checkpointed_peak_mb']:.1f} MiB")
+    plain, checkpointed = ck["plain_peak_mb"], ck["checkpointed_peak_mb"]
+    print(f"  peak memory of fwd+bwd   plain {plain:.1f} MiB   checkpointed {checkpointed:.1f} MiB")
     print(f"  activation memory lower by {ck['activation_reduction']:.1%} (total peak by {ck['total_reduction']:.1%})")
     print(f"  largest relative gradient difference {ck['max_relative_gradient_difference']:.2e}")
     cs = result["compile"] = compiled_step(a, device)
     print(f"torch.compile(fullgraph=True) training step, batch {a.batch} x {a.compile_seq_len} tokens")
     print(f"  first compiled step (compilation) {cs['compile_s']:.1f} s")
     print(
-        f"  median of {a.repeats} interleaved rounds: eager {cs['eager_ms']:.1f} ms   compiled {cs['compiled_ms']:.1f} ms"
+        f"  median of {a.repeats} interleaved rounds: eager {cs['eager_ms']:.1f} ms"
+        f"   compiled {cs['compiled_ms']:.1f} ms"
         f"   speed-up x{cs['speedup']:.2f}"
     )
     os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)

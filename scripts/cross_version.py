@@ -94,7 +94,8 @@ def check(folder: str, remote: bool) -> int:
     for line in failures:
         print(f"FAIL ({how}, transformers {transformers.__version__}) {line}")
     if not failures:
-        print(f"ok: {len(MIXES)} models load ({how}) and generate identically under transformers {transformers.__version__}")
+        version = transformers.__version__
+        print(f"ok: {len(MIXES)} models load ({how}) and generate identically under transformers {version}")
     return 1 if failures else 0
 
 

@@ -108,6 +108,7 @@ class MesaLayer(nn.Module):
         gamma = self.forget_gate(hidden_states) if self.forget_gate is not None else None
         gamma = no_decay_at_padding(token_mask, gamma)
         beta = self.input_gate(hidden_states) if self.input_gate is not None else None
+        beta = no_decay_at_padding(token_mask, beta)  # 0 * NaN: an input gate from padding must not reach H, G
         state = None
         if layer_cache is not None and layer_cache.get("H") is not None:
             state = (layer_cache.get("H"), layer_cache.get("G"))

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ..ops.chunking import all_finite
 from ..ops.softmax import softmax_attention
 from .rotary import apply_rotary, rotary_cos_sin
 
@@ -36,14 +37,27 @@ def eager_attention(
     """Plain matmul-softmax attention in float32 (float64 for float64 inputs): output (B, Tq, H, Dv) and weights
     (B, H, Tq, Tk).
 
-    `allowed` is a boolean mask broadcastable to (B, H, Tq, Tk); None means causal with aligned queries and keys.
+    `allowed` is a boolean mask broadcastable to (B, H, Tq, Tk); None means causal with aligned queries and keys. A
+    non-finite key or value reaches only the queries allowed to see it (their outputs and weights become NaN), never
+    through a zero weight; a non-finite query makes its own row NaN.
     """
-    T, wide = q.shape[1], torch.promote_types(q.dtype, torch.float32)
-    scores = torch.einsum("bthd,bshd->bhts", q.to(wide), k.to(wide)) * scale
+    Tq, Tk, wide = q.shape[1], k.shape[1], torch.promote_types(q.dtype, torch.float32)
     if allowed is None:
-        allowed = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+        allowed = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(diagonal=Tk - Tq)
+    poison = None
+    if not all_finite(q, k, v):
+        bad_kv = ~(torch.isfinite(k).all(-1) & torch.isfinite(v).all(-1))  # (B, Tk, H)
+        bad_q = ~torch.isfinite(q).all(-1)  # (B, Tq, H)
+        q = q.masked_fill(bad_q[..., None], 0)
+        k, v = k.masked_fill(bad_kv[..., None], 0), v.masked_fill(bad_kv[..., None], 0)
+        poison = bad_q.transpose(1, 2) | (allowed & bad_kv.transpose(1, 2)[:, :, None, :]).any(-1)  # (B, H, Tq)
+    scores = torch.einsum("bthd,bshd->bhts", q.to(wide), k.to(wide)) * scale
     weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
-    return torch.einsum("bhts,bshd->bthd", weights, v.to(wide)).to(v.dtype), weights
+    o = torch.einsum("bhts,bshd->bthd", weights, v.to(wide)).to(v.dtype)
+    if poison is not None:
+        weights = weights.masked_fill(poison[..., None], float("nan"))
+        o = o.masked_fill(poison.transpose(1, 2)[..., None], float("nan"))
+    return o, weights
 
 
 class SoftmaxAttention(nn.Module):

@@ -225,3 +225,58 @@ def log_gate_grads(dc: Tensor, later: Tensor) -> tuple[Tensor, Tensor]:
     seq = dc.permute(1, 2, 0, 3).reshape(B, H, G * C)
     suffix = seq.flip(-1).cumsum(-1).flip(-1) + later[..., None]
     return suffix.reshape(B, H, G, C).permute(2, 0, 1, 3), suffix[..., 0]
+
+
+def all_finite(*xs: Tensor | None) -> bool:
+    """Whether every given tensor is free of NaN and inf (None counts as finite), by one host sync on the sum of
+    their sums: a NaN or inf anywhere makes it non-finite. (A finite sum that overflows answers False too; callers
+    only use False to take a slower path that is equally correct.) Under torch.compile it answers True without
+    looking: reading a value back would break the graph, so compiled code keeps the fast path only."""
+    if torch.compiler.is_compiling():
+        return True
+    total = None
+    for x in xs:
+        if x is not None:
+            s = x.sum(dtype=torch.float32) if x.dtype in (torch.float16, torch.bfloat16) else x.sum()
+            total = s if total is None else total + s
+    return total is None or bool(torch.isfinite(total))
+
+
+class CausalGuard:
+    """Keeps a non-finite input at position t out of every position before t.
+
+    The chunked products mix a whole chunk at once: a causal 0/1 mask times a NaN score, or a zero weight times a NaN
+    value inside a matmul, is NaN, so one NaN at t would spoil the chunk's earlier positions (and, through the
+    backward's reverse scans, more). The ops run their fast path first and call this only if the output is not
+    finite: the positions holding a non-finite write (k, v, a gate) are replaced by a neutral one (zero key and value,
+    gate 1), the op runs again, and then every output from the first such position on, and each position with a
+    non-finite query, is set to NaN, as the step-by-step recurrence gives. Outputs before t are then exactly those of
+    the sequence cut before t, and their gradients stay finite (the filled positions pass no gradient).
+    """
+
+    def __init__(self, q: Tensor, writes: Sequence[Tensor | None]):
+        bad = torch.zeros(q.shape[:3], dtype=torch.bool, device=q.device)  # (B, T, H): a non-finite write
+        for x in writes:
+            if x is not None:
+                nf = ~torch.isfinite(x)
+                bad |= nf.any(-1) if x.dim() == 4 else nf
+        self.bad = bad
+        self.bad_q = (~torch.isfinite(q)).any(-1)
+        self.poison = (bad.cumsum(1) > 0) | self.bad_q  # outputs the recurrence makes non-finite
+
+    def clean(self, x: Tensor | None, fill: float) -> Tensor | None:
+        """x (B, T, H, F) or a gate (B, T, H) with the non-finite writes replaced by `fill`."""
+        if x is None:
+            return None
+        return x.masked_fill(self.bad[..., None] if x.dim() == 4 else self.bad, fill)
+
+    def clean_query(self, q: Tensor) -> Tensor:
+        return q.masked_fill(self.bad_q[..., None], 0.0)
+
+    def output(self, o: Tensor) -> Tensor:
+        return o.masked_fill(self.poison[..., None], float("nan"))
+
+    def state(self, s: Tensor) -> Tensor:
+        """A final state (B, H, ...): NaN wherever any write of its row was non-finite."""
+        hit = self.bad.any(1)
+        return s.masked_fill(hit.view(*hit.shape, *([1] * (s.dim() - 2))), float("nan"))

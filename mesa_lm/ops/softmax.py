@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
+from .chunking import all_finite
 from .validation import check_qkv
 
 Tensor = torch.Tensor
@@ -45,4 +48,34 @@ def softmax_attention(
     o = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=attention_mask, is_causal=causal, scale=scale
     )
+    if not all_finite(o, q, k, v):
+        # SDPA multiplies masked weights (0) by the values, and may add the mask to a NaN score: one non-finite key or
+        # value would reach every query, also those that may not attend to it (a NaN query's row comes out as 0, but
+        # its backward sends NaN to every key). Redo it with the non-finite keys and values kept out of every query
+        # that may not see them.
+        if causal:
+            attention_mask = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril()
+        o = _masked_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attention_mask, scale)
     return o.transpose(1, 2)
+
+
+def _masked_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None, scale: float | None) -> Tensor:
+    """Softmax attention in (B, H, T, D) layout in which a key or value reaches only the queries allowed to see it.
+
+    A non-finite key or value makes the outputs of the queries that may attend to it NaN (as attending to it does) and
+    leaves every other query as it would be without it; a non-finite query makes its own output NaN. Rows with nothing
+    to attend to are 0, as SDPA's. Explicit (Tq, Tk) scores: only used when the input holds non-finite values.
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    bad_kv = (~torch.isfinite(k)).any(-1) | (~torch.isfinite(v)).any(-1)  # (B, H, Tk)
+    bad_q = (~torch.isfinite(q)).any(-1)  # (B, H, Tq)
+    k, v = k.masked_fill(bad_kv[..., None], 0.0), v.masked_fill(bad_kv[..., None], 0.0)
+    q = q.masked_fill(bad_q[..., None], 0.0)
+    scores = (q @ k.transpose(-1, -2)).mul_(scale)
+    if allowed is None:
+        allowed = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device)
+    some = allowed.any(-1, keepdim=True)  # rows with nothing to attend to stay unmasked (finite), then become 0
+    w = scores.masked_fill(~allowed & some, float("-inf")).softmax(-1).masked_fill(~some, 0.0)
+    o = (w @ v).to(v.dtype)
+    poison = bad_q | (allowed & bad_kv[..., None, :]).any(-1)
+    return o.masked_fill(poison[..., None], float("nan"))

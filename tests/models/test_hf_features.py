@@ -1,4 +1,4 @@
-"""What users of a transformers model expect: checkpointing, compile, GQA, attention kernels, auto-class code, resizing."""
+"""What users of a transformers model expect: checkpointing, compile, GQA, attention kernels, remote code, resizing."""
 
 import json
 

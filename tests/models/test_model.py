@@ -39,7 +39,8 @@ def test_softmax_attention_maps_are_causal_distributions_and_match_sdpa_outputs(
         plain = model(ids).logits
         out = model(ids, output_attentions=True)
     weights = out.attentions[0]
-    assert all(w.shape == (2, 2, 9, 9) for w in out.attentions)  # linear and mesa maps: tests/models/test_attention_weights.py
+    # every layer returns a map (linear and mesa ones are checked in tests/models/test_attention_weights.py)
+    assert all(w.shape == (2, 2, 9, 9) for w in out.attentions)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 9))
     assert torch.all(weights.triu(1) == 0)
     torch.testing.assert_close(out.logits, plain, rtol=1e-5, atol=1e-5)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import torch
 
 from ..chunking import (
+    CausalGuard,
     Decay,
+    all_finite,
     Groups,
     linear_backward_group,
     linear_forward_group,
@@ -104,4 +106,10 @@ def linear_attention(
     check_linear_inputs(fn, q, k, v, gamma, initial_state)
     check_chunk_size(fn, chunk_size)
     o, s = LinearAttentionFunction.apply(q, k, v, gamma, initial_state, chunk_size)
+    if not all_finite(o) and all_finite(initial_state):
+        # A non-finite input: keep it out of the earlier positions of its chunk (see CausalGuard).
+        g = CausalGuard(q, (k, v, gamma))
+        qc, kc, vc, gc = g.clean_query(q), g.clean(k, 0.0), g.clean(v, 0.0), g.clean(gamma, 1.0)
+        o, s = LinearAttentionFunction.apply(qc, kc, vc, gc, initial_state, chunk_size)
+        o, s = g.output(o), g.state(s)
     return (o, s) if output_final_state else o

@@ -17,7 +17,9 @@ from __future__ import annotations
 import torch
 
 from ..chunking import (
+    CausalGuard,
     Decay,
+    all_finite,
     Groups,
     linear_backward_group,
     linear_forward_group,
@@ -220,5 +222,12 @@ def mesa_attention(
     if not cg_tol > 0 or isinstance(cg_max_iter, bool) or not isinstance(cg_max_iter, int) or cg_max_iter < 1:
         raise ValueError(f"{fn}: cg_tol={cg_tol!r} must be > 0 and cg_max_iter={cg_max_iter!r} an int >= 1")
     h0, g0 = (None, None) if initial_state is None else initial_state
-    o, h_t, g_t = MesaFunction.apply(q, k, v, lam, gamma, beta, h0, g0, chunk_size, method, cg_tol, cg_max_iter)
+    opts = (chunk_size, method, cg_tol, cg_max_iter)
+    o, h_t, g_t = MesaFunction.apply(q, k, v, lam, gamma, beta, h0, g0, *opts)
+    if not all_finite(o) and all_finite(lam, h0, g0):
+        # A non-finite input: keep it out of the earlier positions of its chunk (see CausalGuard).
+        g = CausalGuard(q, (k, v, gamma, beta))
+        qc, kc, vc = g.clean_query(q), g.clean(k, 0.0), g.clean(v, 0.0)
+        o, h_t, g_t = MesaFunction.apply(qc, kc, vc, lam, g.clean(gamma, 1.0), g.clean(beta, 1.0), h0, g0, *opts)
+        o, h_t, g_t = g.output(o), g.state(h_t), g.state(g_t)
     return (o, (h_t, g_t)) if output_final_state else o

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..validation import check_mesa_inputs, check_single_step
+from .solvers import WIDE_RATIO, spd_solve
 
 Tensor = torch.Tensor
 
@@ -40,8 +41,12 @@ def mesa_attention_step(
         h, g = h + h0, g + g0
     lam_c = lam.to(cd)
     reg = torch.diag_embed(lam_c[:, None].expand(H, D) if lam.ndim == 1 else lam_c)
-    # cholesky_ex: no host sync on error checks; H + Lambda is positive definite for PSD H_prev and Lambda > 0.
-    chol = torch.linalg.cholesky_ex(h + reg)[0]
-    x = torch.cholesky_solve(qt[..., None], chol)
-    o = (g @ x).squeeze(-1)
+    m = h + reg
+    big = m.diagonal(dim1=-2, dim2=-1).amax() > WIDE_RATIO * reg.diagonal(dim1=-2, dim2=-1).amin()
+    if cd != torch.float64 and not torch.compiler.is_compiling() and bool(big):
+        # As the chunked per-position solve: once H outgrows Lambda, float32 rounding of H swamps Lambda.
+        x = spd_solve(h.double() + reg.double(), qt.double()).to(cd)
+    else:
+        x = spd_solve(m, qt)
+    o = (g @ x[..., None]).squeeze(-1)
     return o[:, None].to(q.dtype), (h, g)

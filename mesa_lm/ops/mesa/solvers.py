@@ -8,7 +8,14 @@ solver answers the forward (b = q) and the backward (b = G^T do: the matrix is s
   by sqrt(beta)). I + K_t R K_t^T is the leading t x t block of A = I + K R K^T, and the leading blocks of A's
   Cholesky factor L (and of L^{-1}) are the factors of A's leading blocks, so one C x C factorisation per chunk
   serves every position: Z = L^{-T} triu(L^{-1} K R B^T) holds A_t^{-1} K_t R b_t in column t.
-- `cholesky` (exact, any gates): materialise H_t for a few positions at a time and factor each (O(D^3) per position).
+  Accuracy: the correction R K^T A^{-1} K R b cancels most of R b when keys reach far beyond Lambda and the state
+  (k^T R k large), and float32 loses digits in that cancellation (up to 10x the error of a direct float32 solve at
+  k^T R k ~ 100). Chunks with k^T R k > WOODBURY_REACH get one step of iterative refinement (the residual by one
+  matrix-vector pass), chunks beyond REFINE_REACH the per-position solve; with L2-normalised keys and Lambda >= I/3
+  neither runs.
+- `cholesky` (exact, any gates): materialise H_t for a few positions at a time and factor each (O(D^3) per position);
+  in float64 where H_t outgrows Lambda by WIDE_RATIO (float32 rounding of H_t would swamp Lambda), and by LU where
+  rounding has left a matrix indefinite.
 - `cg` (iterative, any gates): Jacobi-preconditioned conjugate gradient from the Jacobi start x = b / diag, every
   position its own system, stopped per system when ||r|| <= tol ||b|| (finished systems are masked, not guarded by
   epsilons); each matrix product is a gated linear-attention pass with the keys as values.
@@ -25,6 +32,13 @@ Tensor = torch.Tensor
 METHODS = ("auto", "woodbury", "cholesky", "cg")
 # Positions per (batch, head) whose (D, D) matrices the per-position method holds at once.
 CHOLESKY_TOKENS = 64
+# Woodbury's accuracy in float32 against a direct solve depends on how far a chunk's keys reach beyond the state and
+# Lambda, k^T (H_n + Lambda)^{-1} k (measured in tests/ops/test_solve_accuracy.py): up to WOODBURY_REACH it is within
+# the float32 floor, up to REFINE_REACH one refinement step brings it there, beyond that it solves per position.
+WOODBURY_REACH = 3.0
+REFINE_REACH = 1e3
+# The per-position solve widens to float64 where a diagonal entry of H_t + Lambda exceeds this multiple of Lambda's.
+WIDE_RATIO = 1e4
 
 
 def _eye(n: int, like: Tensor) -> Tensor:
@@ -36,6 +50,21 @@ def _lower_inverse(m: Tensor) -> Tensor:
     the matrices are positive definite whenever H0 is PSD and Lambda > 0."""
     chol = torch.linalg.cholesky_ex(m)[0]
     return torch.linalg.solve_triangular(chol, _eye(m.shape[-1], m).expand_as(m), upper=False)
+
+
+def spd_solve(m: Tensor, b: Tensor) -> Tensor:
+    """m^{-1} b for symmetric matrices m (..., n, n) that are positive definite in exact arithmetic, b (..., n).
+
+    Cholesky, except where float rounding has made m indefinite (large keys against a small Lambda): there
+    Cholesky fails and an LU solve answers, as accurately as any float solve of the rounded matrix can."""
+    chol, info = torch.linalg.cholesky_ex(m)
+    x = torch.cholesky_solve(b[..., None], chol).squeeze(-1)
+    if torch.compiler.is_compiling():  # no value read-backs (graph breaks) under torch.compile: Cholesky only
+        return x
+    failed = info > 0
+    if bool(failed.any()):
+        x[failed] = torch.linalg.solve(m[failed], b[failed])
+    return x
 
 
 class MesaSolver:
@@ -58,38 +87,82 @@ class MesaSolver:
         self.method, self.h, self.k, self.kb, self.beta, self.lam, self.decay = method, h, k, kb, beta, lam, decay
         self.cg_tol, self.cg_max_iter = cg_tol, cg_max_iter
         self.iterations = 0  # CG iterations run (for diagnostics and benchmarks)
+        self._factors: tuple[Tensor, Tensor, Tensor] | None = None
+        self.reach: Tensor | None = None
 
     def solve(self, b: Tensor) -> Tensor:
         if self.method == "woodbury":
             return self._woodbury(b)
         if self.method == "cg":
             return self._cg(b)
+        return self._per_position(b)
+
+    def _per_position(self, b: Tensor, chunks: Tensor | None = None) -> Tensor:
+        """`cholesky` for all chunks of the group, or only for the chunk indices `chunks` (then b holds those)."""
         # The per-position method holds a (D, D) matrix per position: a few chunks at a time bound that memory.
         x = torch.empty_like(b)
         for sl in chunk_groups(b.shape[0], b.shape[3], CHOLESKY_TOKENS):
-            x[sl] = self._cholesky(sl, b[sl])
+            idx = sl if chunks is None else chunks[sl]
+            x[sl] = self._cholesky(idx, b[sl])
         return x
 
-    def _woodbury(self, b: Tensor) -> Tensor:
-        ks = self.k if self.beta is None else self.k * self.beta[..., None].sqrt()
-        li = _lower_inverse(self.h + torch.diag_embed(self.lam))  # R = (H_n + Lambda)^{-1} = li^T li
-        w = li @ ks.transpose(-1, -2)  # (D, C): A = I + w^T w = I + K R K^T
-        lai = _lower_inverse(_identity_plus_gram(w))
+    def _woodbury_factors(self) -> tuple[Tensor, Tensor, Tensor]:
+        """li = L^{-1} (R = li^T li), w = li K^T, lai = L_A^{-1} for A = I + w^T w; computed once per solver."""
+        if self._factors is None:
+            ks = self.k if self.beta is None else self.k * self.beta[..., None].sqrt()
+            li = _lower_inverse(self.h + torch.diag_embed(self.lam))  # R = (H_n + Lambda)^{-1} = li^T li
+            w = li @ ks.transpose(-1, -2)  # (D, C): A = I + w^T w = I + K R K^T
+            gram = _identity_plus_gram(w)
+            # k_i^T R k_i = diag(A) - 1: how far the chunk's keys reach beyond Lambda (see the module docstring).
+            self.reach = gram.diagonal(dim1=-2, dim2=-1).amax(-1) - 1.0  # (G, B, H)
+            self._factors = li, w, _lower_inverse(gram)
+        return self._factors
+
+    def _woodbury_apply(self, b: Tensor) -> Tensor:
+        li, w, lai = self._woodbury_factors()
         bw = li @ b.transpose(-1, -2)  # (D, C)
         y = (lai @ (w.transpose(-1, -2) @ bw)).triu_()  # column t: L_t^{-1} K_t R b_t, zero below row t
         z = lai.transpose(-1, -2) @ y  # column t: A_t^{-1} K_t R b_t (zero below row t)
         return (bw - w @ z).transpose(-1, -2) @ li  # rows: R b_t - R K_t^T z_t
 
-    def _cholesky(self, sl: slice, b: Tensor) -> Tensor:
+    def _woodbury(self, b: Tensor) -> Tensor:
+        x = self._woodbury_apply(b)
+        if torch.compiler.is_compiling():  # the choices below read values back, which would break the graph
+            return x
+        reach = self.reach.flatten(1).amax(1)  # (G,): the largest k^T R k in each chunk
+        refine = reach > WOODBURY_REACH
+        if not bool(refine.any()):
+            return x
+        # Far-reaching keys: the correction R K^T A^{-1} K R b cancels most of R b and loses digits. One step of
+        # iterative refinement with the exact residual's float rounding, b - (H_t + Lambda) x, recovers them while
+        # the Woodbury error is well below 1; beyond REFINE_REACH the chunks are solved position by position.
+        x = x + self._woodbury_apply(b - self._matvec(x))
+        direct = (reach > REFINE_REACH).nonzero().flatten()
+        if direct.numel():
+            x[direct] = self._per_position(b[direct], direct)
+        return x
+
+    def _matrices(self, sl: slice | Tensor, dtype: torch.dtype) -> Tensor:
+        """H_t + Lambda for every position of the chunks `sl`, (G', B, H, C, D, D) in `dtype`."""
         decay = self.decay.sub(sl)
-        k, kb, h = self.k[sl], self.kb[sl], self.h[sl]
+        k, kb, h = self.k[sl].to(dtype), self.kb[sl].to(dtype), self.h[sl].to(dtype)
+        dec, a = decay.dec.to(dtype), None if decay.a is None else decay.a.to(dtype)
         D = k.shape[-1]
         outer = (kb[..., :, None] * k[..., None, :]).flatten(-2)  # (G, B, H, C, D * D)
-        hs = (decay.dec @ outer).unflatten(-1, (D, D))  # sum_{i<=t} dec[t, i] beta_i k_i k_i^T per position
-        hs += torch.diag_embed(self.lam)[:, None]
-        hs += h[:, :, :, None] if decay.a is None else decay.a[..., None, None] * h[:, :, :, None]
-        chol = torch.linalg.cholesky_ex(hs)[0]
-        return torch.cholesky_solve(b[..., None], chol).squeeze(-1)
+        hs = (dec @ outer).unflatten(-1, (D, D))  # sum_{i<=t} dec[t, i] beta_i k_i k_i^T per position
+        hs += torch.diag_embed(self.lam.to(dtype))[:, None]
+        hs += h[:, :, :, None] if a is None else a[..., None, None] * h[:, :, :, None]
+        return hs
+
+    def _cholesky(self, sl: slice | Tensor, b: Tensor) -> Tensor:
+        hs = self._matrices(sl, b.dtype)
+        if b.dtype != torch.float64 and not torch.compiler.is_compiling():
+            # Once H_t outgrows Lambda by more than WIDE_RATIO, the rounding of H_t's float32 entries swamps Lambda
+            # (the float32 floor); summing the chunk's keys and solving in float64 keeps the chunk's own part exact.
+            big = hs.diagonal(dim1=-2, dim2=-1).amax() > WIDE_RATIO * self.lam.amin()
+            if bool(big):
+                return spd_solve(self._matrices(sl, torch.float64), b.double()).to(b.dtype)
+        return spd_solve(hs, b)
 
     def _matvec(self, p: Tensor) -> Tensor:
         """(H_t + Lambda) p_t for every position (H_n symmetric: p H_n = (H_n p)^T)."""
