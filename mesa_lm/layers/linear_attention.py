@@ -21,7 +21,8 @@ class LinearAttention(nn.Module):
     model), `A[t, s] = phi(q_t) . phi(k_s) gamma_{s+1} ... gamma_t`, so that `o = A v` before `o_proj`; padded keys
     get weight 0. A covers the T tokens of this call: with a cache that already holds a state (decoding, chunked
     prefill), the past enters through that state, and its weights on the earlier keys cannot be recovered from it,
-    so `o = A v + gamma_1 ... gamma_t S_past phi(q_t)`.
+    so `o = A v + gamma_1 ... gamma_t S_past phi(q_t)`. Without a past state the output is computed as `A v` then (as
+    eager softmax attention does), so gradients reach A: the same output up to float rounding.
     """
 
     def __init__(self, config, layer_idx: int):
@@ -62,7 +63,7 @@ class LinearAttention(nn.Module):
         k, v = mask_padding(token_mask, k, v)
         gamma = self.forget_gate(hidden_states) if self.forget_gate is not None else None
         gamma = no_decay_at_padding(token_mask, gamma)
-        state = layer_cache.get("S") if layer_cache is not None else None
+        state = state_before = layer_cache.get("S") if layer_cache is not None else None
         if T == 1:  # decoding: one recurrent step, O(Dv D) per head whatever the context length
             o, state = linear_attention_step(q, k, v, gamma=gamma, initial_state=state)
         else:
@@ -71,5 +72,9 @@ class LinearAttention(nn.Module):
             )
         if layer_cache is not None:
             layer_cache.set("S", state)
-        weights = linear_attention_weights(q, k, gamma) if output_attentions else None
+        weights = None
+        if output_attentions:
+            weights = linear_attention_weights(q, k, gamma)
+            if state_before is None:  # o = A v exactly: the map is on the output's path, so it has a gradient
+                o = torch.einsum("bhts,bshd->bthd", weights, v.to(weights.dtype)).to(o.dtype)
         return self.o_proj(o.reshape(B, T, self.num_heads * self.value_head_dim)), weights

@@ -27,8 +27,9 @@ class MesaLayer(nn.Module):
     model), `A[t, s] = beta_s (x_t . k_s) gamma_{s+1} ... gamma_t` with `x_t = (H_t + Lambda)^{-1} q_t`, so that
     `o = A v` before the output norm and `o_proj` (v after the short convolution); padded keys get weight 0. A covers
     the T tokens of this call: with a cache that already holds (H, G), H enters every x_t, but the past's weights on
-    earlier keys cannot be recovered from G, so `o = A v + gamma_1 ... gamma_t G_past x_t`. It costs one D x D solve
-    per token and O(T^2) memory per head: for analysis.
+    earlier keys cannot be recovered from G, so `o = A v + gamma_1 ... gamma_t G_past x_t`. Without a past state the
+    output is computed as `A v` then (as eager softmax attention does), so gradients reach A: the same output up to
+    float rounding. It costs one D x D solve per token and O(T^2) memory per head: for analysis.
     """
 
     def __init__(self, config, layer_idx: int):
@@ -132,6 +133,8 @@ class MesaLayer(nn.Module):
         weights = None
         if output_attentions:
             weights = mesa_attention_weights(q, k, self.regulariser(), gamma=gamma, beta=beta, initial_state=state)
+            if state is None:  # o = A v exactly: the map is on the output's path, so it has a gradient
+                o = torch.einsum("bhts,bshd->bthd", weights, v.to(weights.dtype)).to(o.dtype)
         if self.output_norm is not None:
             o = self.output_norm(o)
         return self.o_proj(o.reshape(B, T, self.num_heads * self.value_head_dim)), weights

@@ -1,3 +1,5 @@
+# Copyright 2026 The mesa-lm authors.
+# Licensed under the Apache License, Version 2.0 (see pyproject.toml).
 """Configuration of the mesa-lm model family: a stack of softmax, linear and mesa layers."""
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ logger = logging.get_logger(__name__)
 
 MIXERS = {"softmax": SoftmaxAttention, "linear": LinearAttention, "mesa": MesaLayer}
 # The keywords MesaForCausalLM.forward passes on to transformers' loss function.
-LOSS_KWARGS = {"num_items_in_batch", "ignore_index"}
+LOSS_KWARGS = {"num_items_in_batch", "ignore_index", "shift_labels"}
 
 
 class MesaBlock(GradientCheckpointingLayer):
@@ -305,7 +305,7 @@ class MesaForCausalLM(MesaPreTrainedModel, GenerationMixin):
         """Logits for every position (or the last `logits_to_keep`); `loss` is next-token cross-entropy on `labels`.
 
         The cache may be passed as `cache` (transformers >= 5.24) or `past_key_values`. Other keywords go to the loss
-        (`num_items_in_batch`, `ignore_index`); any other name is an error rather than silently ignored.
+        (`num_items_in_batch`, `ignore_index`, `shift_labels`); any other name is an error rather than silently ignored.
         """
         unknown = sorted(set(loss_kwargs) - LOSS_KWARGS)
         if unknown:
@@ -327,7 +327,7 @@ class MesaForCausalLM(MesaPreTrainedModel, GenerationMixin):
             hidden_states = hidden_states[:, -logits_to_keep:]
         logits = self.lm_head(hidden_states)
         loss = None
-        if labels is not None:
+        if labels is not None or loss_kwargs.get("shift_labels") is not None:  # shift_labels: targets already shifted
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **loss_kwargs)
         output = CausalLMOutputWithPast(
             loss=loss,
