@@ -9,7 +9,7 @@ from torch import nn
 
 from ..ops.chunking import all_finite
 from ..ops.softmax import softmax_attention
-from .rotary import apply_rotary, rotary_cos_sin
+from .rotary import RotaryEmbedding, apply_rotary
 
 
 def attention_mask_4d(key_mask: torch.Tensor | None, q_len: int, k_len: int) -> torch.Tensor | None:
@@ -82,8 +82,7 @@ class SoftmaxAttention(nn.Module):
         self.k_proj = nn.Linear(hidden, self.num_kv_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(hidden, self.num_kv_heads * self.value_head_dim, bias=bias)
         self.o_proj = nn.Linear(self.num_heads * self.value_head_dim, hidden, bias=bias)
-        self.use_rope = config.position_type == "rope"
-        self.rope_theta = config.rope_theta
+        self.rotary_emb = RotaryEmbedding(config) if config.position_type == "rope" else None
         # [P1]: a learned encoding concatenated to every head's queries and keys, in the first layer only.
         self.concat_positions = (
             nn.Embedding(config.max_position_embeddings, config.position_dim)
@@ -104,10 +103,8 @@ class SoftmaxAttention(nn.Module):
         q = self.q_proj(hidden_states).view(B, T, self.num_heads, self.head_dim)
         k = self.k_proj(hidden_states).view(B, T, self.num_kv_heads, self.head_dim)
         v = self.v_proj(hidden_states).view(B, T, self.num_kv_heads, self.value_head_dim)
-        if self.use_rope:
-            cos, sin = rotary_cos_sin(
-                position_ids, self.head_dim, self.rope_theta, torch.promote_types(q.dtype, torch.float32)
-            )
+        if self.rotary_emb is not None:
+            cos, sin = self.rotary_emb(q, position_ids)
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if self.concat_positions is not None:
             p = self.concat_positions(position_ids)[:, :, None, :].to(q.dtype)

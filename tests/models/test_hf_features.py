@@ -178,3 +178,23 @@ def test_meta_device_construction_then_init_matches_a_normal_init():
         else:  # constant init (norms, gate biases, the regulariser): the same values
             torch.testing.assert_close(p, q, msg=name)
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+
+
+def test_rope_parameters_linear_scaling_and_partial_rotation():
+    from mesa_lm.layers.rotary import RotaryEmbedding, apply_rotary
+
+    base = dict(vocab_size=VOCAB, hidden_size=32, num_attention_heads=2, mixer_types=["softmax"])
+    plain = RotaryEmbedding(MesaConfig(**base))
+    linear = RotaryEmbedding(MesaConfig(**base, rope_parameters={"rope_type": "linear", "factor": 4.0}))
+    x = torch.zeros(1, 1, dtype=torch.float64)
+    positions = torch.arange(0, 40, 4)[None]
+    torch.testing.assert_close(linear(x, positions)[0], plain(x, positions // 4)[0])  # position 4p acts as p
+    half = MesaConfig(**base, rope_parameters={"rope_type": "default", "partial_rotary_factor": 0.5})
+    cos, sin = RotaryEmbedding(half)(x, positions)
+    assert cos.shape == (1, 10, 8)  # half of head_dim 16 rotates
+    q = torch.randn(1, 10, 2, 16, dtype=torch.float64)
+    rotated = apply_rotary(q, cos, sin)
+    assert torch.equal(rotated[..., 8:], q[..., 8:])
+    torch.testing.assert_close(rotated[..., :8].norm(dim=-1), q[..., :8].norm(dim=-1))  # a rotation of each pair
+    with pytest.raises(ValueError, match=r"rope_parameters\['rope_type'\]='bogus'"):
+        MesaConfig(**base, rope_parameters={"rope_type": "bogus"})

@@ -32,9 +32,11 @@ _DOC = Path(__file__).resolve().parents[2] / "docs" / "compatibility.md"
 _DOC_SECTION = "## transformers' own model tests"
 
 # The four mixes, each with mixer options that exercise more of the family's parameters (softmax layers with
-# grouped-query attention: 2 query heads share 1 key/value head).
+# grouped-query attention: 2 query heads share 1 key/value head; RoPE parameters stated in full, partial rotation
+# included, so upstream's RoPE tests run rather than skip themselves).
+_ROPE_PARAMETERS = {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 1.0}
 MIXES = {
-    "softmax": dict(mixer_types=["softmax", "softmax"], num_key_value_heads=1),
+    "softmax": dict(mixer_types=["softmax", "softmax"], num_key_value_heads=1, rope_parameters=_ROPE_PARAMETERS),
     "linear": dict(mixer_types=["linear", "linear"], linear_gate=True, linear_qk_norm=True),
     "mesa": dict(
         mixer_types=["mesa", "mesa"],
@@ -44,7 +46,7 @@ MIXES = {
         mesa_conv_size=4,
         mesa_output_norm=True,
     ),
-    "hybrid": dict(mixer_types=["softmax", "linear", "mesa"], num_key_value_heads=1),
+    "hybrid": dict(mixer_types=["softmax", "linear", "mesa"], num_key_value_heads=1, rope_parameters=_ROPE_PARAMETERS),
 }
 
 # Upstream tests skipped here, with the reason (every mix, then per mix). Keep docs/compatibility.md in step:

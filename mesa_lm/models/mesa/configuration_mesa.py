@@ -44,6 +44,8 @@ class MesaConfig(PretrainedConfig):
         mixer_types: one of `softmax`, `linear`, `mesa` per layer (exposed to transformers as `layer_types`).
         mlp_type: `none`, `gelu` (GPT-2 MLP) or `swiglu`.
         norm_type: `none`, `layernorm` or `rmsnorm` (pre-norm blocks and a final norm).
+        rope_theta / rope_parameters: RoPE's base, or transformers' full `rope_parameters` dict (`rope_type` "default",
+            "linear", "dynamic", "yarn", ... with its `factor`, and `partial_rotary_factor`), as in Llama's config.
         position_type: `none`, `learned` (absolute, added to the input), `rope` (softmax layers) or `concat`
             ([P1]: a learned encoding of width `position_dim` concatenated to the queries and keys of layer 1).
         use_bias: biases in projections and MLPs.
@@ -83,6 +85,7 @@ class MesaConfig(PretrainedConfig):
         position_type: str = "rope",
         max_position_embeddings: int = 1024,
         rope_theta: float = 10000.0,
+        rope_parameters: dict | None = None,
         position_dim: int | None = None,
         use_bias: bool = False,
         activation_clip: float | None = None,
@@ -128,6 +131,8 @@ class MesaConfig(PretrainedConfig):
         self.position_type = position_type
         self.max_position_embeddings = max_position_embeddings
         self.rope_theta = rope_theta
+        # transformers standardises this in PretrainedConfig.__init__: {"rope_type": "default", "rope_theta": ...}
+        self.rope_parameters = dict(rope_parameters) if rope_parameters is not None else None
         self.position_dim = position_dim
         self.use_bias = use_bias
         self.activation_clip = activation_clip
@@ -157,6 +162,25 @@ class MesaConfig(PretrainedConfig):
             tie_word_embeddings=tie_word_embeddings,
             **kwargs,
         )
+        self._validate_rope()
+
+    def _validate_rope(self) -> None:
+        """`rope_parameters` after transformers' standardisation: a known type, a positive theta, a sane factor."""
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+        params = self.rope_parameters
+        if not isinstance(params, dict) or "rope_type" not in params:
+            _fail("rope_parameters", params, "must be a dict with 'rope_type' and 'rope_theta'")
+        allowed = ("default", *ROPE_INIT_FUNCTIONS)
+        if params["rope_type"] not in allowed:
+            _fail("rope_parameters['rope_type']", params["rope_type"], f"allowed types are {allowed}")
+        theta = params.get("rope_theta")
+        if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not math.isfinite(theta) or theta <= 0:
+            _fail("rope_parameters['rope_theta']", theta, "must be a finite number > 0")
+        factor = params.get("partial_rotary_factor", 1.0)
+        if not isinstance(factor, (int, float)) or not 0 < factor <= 1 or int(self.head_dim * factor) < 2:
+            _fail("rope_parameters['partial_rotary_factor']", factor, "must be in (0, 1] and rotate >= 2 channels")
+        self.rope_theta = theta
 
     @property
     def layer_types(self) -> list[str]:

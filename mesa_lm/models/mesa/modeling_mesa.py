@@ -17,6 +17,7 @@ from ...layers.linear_attention import LinearAttention
 from ...layers.mesa_layer import MesaLayer
 from ...layers.mlp import make_mlp
 from ...layers.norms import RMSNorm, make_norm
+from ...layers.rotary import RotaryEmbedding
 from ...layers.softmax_attention import SoftmaxAttention
 from .cache_mesa import MesaCache
 from .configuration_mesa import MesaConfig
@@ -116,6 +117,10 @@ class MesaPreTrainedModel(PreTrainedModel):
             init.uniform_(module.weight, -bound, bound)
         elif isinstance(module, MesaLayer):
             init.constant_(module.regulariser_parameter(), module.regulariser_parameter_init())
+        elif isinstance(module, RotaryEmbedding):  # buffers too: a model built on the meta device has none yet
+            inv_freq, _ = module.compute_inv_freq()
+            init.copy_(module.inv_freq, inv_freq)
+            init.copy_(module.original_inv_freq, inv_freq)
 
 
 class MesaModel(MesaPreTrainedModel):
