@@ -7,6 +7,8 @@ import re
 import shutil
 from pathlib import Path
 
+import torch
+
 STEP_DIR = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
 
@@ -30,6 +32,28 @@ def resolve_resume_path(resume: str, checkpoint_dir: Path) -> Path:
     if not (path / STATE_FILE).is_file():
         raise ValueError(f"resume_from_checkpoint={resume!r} is not a checkpoint folder (no {STATE_FILE} in it)")
     return path
+
+
+def drop_tied_copies(models: list, weights: list[dict], output_dir: str) -> None:
+    """`Accelerator.save_state` pre-hook: leave each model's declared tied copies out of its state dict.
+
+    safetensors holds one name per tensor, so accelerate drops the alias of a tied `lm_head.weight` itself, but warns
+    "Removed shared tensor ... while saving" at every checkpoint. Dropping only the ties the model declares (and
+    that really share storage) keeps that warning for any other shared tensor. Loading is unchanged: safetensors'
+    `load_model` accepts a missing alias of a stored tensor, as it did when accelerate removed it.
+    """
+    for model, state in zip(models, weights):
+        inner = getattr(model, "module", model)  # DistributedDataParallel wraps the model
+        prefix = "module." if inner is not model else ""
+        ties = getattr(inner, "_tied_weights_keys", None)
+        for copy, source in (ties.items() if isinstance(ties, dict) else ()):
+            a, b = state.get(prefix + copy), state.get(prefix + source)
+            if type(a) is torch.Tensor and type(b) is torch.Tensor and _same_storage(a, b):
+                del state[prefix + copy]
+
+
+def _same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
 
 def save_checkpoint(accelerator, checkpoint_dir: Path, step: int, state: dict, keep: int) -> Path:

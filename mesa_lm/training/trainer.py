@@ -20,7 +20,7 @@ from ..data.synthetic import SyntheticTask
 from ..data.text import load_texts, tokenize_into_blocks, train_bpe_tokenizer
 from ..models.mesa import MesaConfig, MesaForCausalLM, MesaForCausalRegression
 from .arguments import TrainArguments
-from .checkpoints import load_trainer_state, resolve_resume_path, save_checkpoint
+from .checkpoints import drop_tied_copies, load_trainer_state, resolve_resume_path, save_checkpoint
 from .data import SyntheticData, TextData
 from .optim import make_optimizer_and_schedule
 
@@ -65,6 +65,7 @@ def make_accelerator(args: TrainArguments) -> Accelerator:
             f"launched with WORLD_SIZE={launched} but Accelerate runs {accelerator.num_processes} process(es); "
             "on CPU use `torchrun --nproc_per_node N` (CPU mode is forced)"
         )
+    accelerator.register_save_state_pre_hook(drop_tied_copies)
     return accelerator
 
 
