@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mesa_lm import MesaCache
+from mesa_lm.models.mesa.hf_compat import CACHE_NAME
 
 from .mixes import MIXES, VOCAB, make_model
 
@@ -25,7 +26,7 @@ def test_chunked_prefill_then_single_tokens_equals_full_forward(mix):
             out = model(ids[:, start:stop], past_key_values=cache, use_cache=True)
             pieces.append(out.logits)
             start = stop
-        assert out.past_key_values is cache and cache.get_seq_length() == 23
+        assert getattr(out, CACHE_NAME) is cache and cache.get_seq_length() == 23
     assert_logits_close(torch.cat(pieces, dim=1), full)
 
 

@@ -93,7 +93,7 @@ def test_input_errors_name_the_problem():
         model(torch.randint(0, VOCAB, (2, 5)), attention_mask=torch.ones(2, 4))
     with pytest.raises(ValueError, match="exceeds max_position_embeddings=128"):
         model(torch.randint(0, VOCAB, (1, 129)))
-    with pytest.raises(TypeError, match="past_key_values is a DynamicCache; mesa models need a MesaCache"):
+    with pytest.raises(TypeError, match="the cache is a DynamicCache; mesa models need a MesaCache"):
         model(torch.randint(0, VOCAB, (1, 3)), past_key_values=DynamicCache(), use_cache=True)
     with pytest.raises(ValueError, match="vocab_size must be set"):
         MesaForCausalLM(MesaConfig(vocab_size=None))

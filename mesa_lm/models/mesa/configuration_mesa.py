@@ -59,7 +59,7 @@ class MesaConfig(PretrainedConfig):
     """
 
     model_type = "mesa"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["past_key_values", "cache"]  # the cache under both of its transformers names
 
     def __init__(
         self,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
 import torch
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from ...layers.gates import GateProjection
 from ...layers.linear_attention import LinearAttention
@@ -19,13 +20,22 @@ from ...layers.norms import RMSNorm, make_norm
 from ...layers.softmax_attention import SoftmaxAttention
 from .cache_mesa import MesaCache
 from .configuration_mesa import MesaConfig
+from .hf_compat import CACHE_NAME, cache_field, resolve_cache
 from .remote_code import AUTO_MAP, write_remote_code
 
+logger = logging.get_logger(__name__)
+
 MIXERS = {"softmax": SoftmaxAttention, "linear": LinearAttention, "mesa": MesaLayer}
+# The keywords MesaForCausalLM.forward passes on to transformers' loss function.
+LOSS_KWARGS = {"num_items_in_batch", "ignore_index"}
 
 
-class MesaBlock(nn.Module):
-    """Pre-norm residual block: `h + mixer(norm(h))`, then `h + mlp(norm(h))`, then optional clipping."""
+class MesaBlock(GradientCheckpointingLayer):
+    """Pre-norm residual block: `h + mixer(norm(h))`, then `h + mlp(norm(h))`, then optional clipping.
+
+    With gradient checkpointing on, its activations are recomputed in the backward pass; the model never passes it a
+    cache then (a replay would write the recurrent states twice).
+    """
 
     def __init__(self, config: MesaConfig, layer_idx: int):
         super().__init__()
@@ -40,7 +50,7 @@ class MesaBlock(nn.Module):
         )
         self.activation_clip = config.activation_clip
 
-    def forward(self, hidden_states, attention_mask, position_ids, layer_cache=None, output_attentions=False):
+    def forward(self, hidden_states, attention_mask=None, position_ids=None, layer_cache=None, output_attentions=False):
         mixed, weights = self.mixer(
             self.mixer_norm(hidden_states), attention_mask, position_ids, layer_cache, output_attentions
         )
@@ -56,15 +66,29 @@ class MesaPreTrainedModel(PreTrainedModel):
     config_class = MesaConfig
     config: MesaConfig
     base_model_prefix = "model"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
     _no_split_modules = ["MesaBlock"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = [CACHE_NAME]
     _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """`PreTrainedModel.save_pretrained`, plus the model's code and `auto_map`, for `trust_remote_code` loading."""
-        self.config.auto_map = dict(AUTO_MAP)
-        super().save_pretrained(save_directory, *args, **kwargs)
+        """`PreTrainedModel.save_pretrained`, plus the model's code and `auto_map`, for `trust_remote_code` loading.
+
+        A class registered with `register_for_auto_class` is added to `auto_map`. transformers' own code copier is
+        bypassed: it follows only same-folder imports, and this package's layers and ops live in other folders.
+        """
+        auto_map = dict(AUTO_MAP)
+        if type(self)._auto_class is not None:
+            auto_map[type(self)._auto_class] = f"modeling_mesa.{type(self).__name__}"
+        self.config.auto_map = auto_map
+        registered = type(self)._auto_class, type(self.config)._auto_class
+        type(self)._auto_class = type(self.config)._auto_class = None
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            type(self)._auto_class, type(self.config)._auto_class = registered
         if kwargs.get("is_main_process", True):
             write_remote_code(save_directory)
 
@@ -107,6 +131,7 @@ class MesaModel(MesaPreTrainedModel):
         )
         self.layers = nn.ModuleList(MesaBlock(config, i) for i in range(config.num_hidden_layers))
         self.norm = make_norm(config.norm_type, config.hidden_size, config.norm_eps, config.use_bias)
+        self.gradient_checkpointing = False
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module | None:
@@ -120,14 +145,16 @@ class MesaModel(MesaPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: MesaCache | None = None,
+        cache: MesaCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
+        past_key_values: MesaCache | None = None,
     ) -> BaseModelOutputWithPast | tuple:
+        """Final hidden states; the cache may be passed as `cache` (transformers >= 5.24) or `past_key_values`."""
+        cache = resolve_cache(cache, past_key_values)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -137,14 +164,18 @@ class MesaModel(MesaPreTrainedModel):
         inputs_embeds = self._embed(input_ids, inputs_embeds)
         B, T, _ = inputs_embeds.shape
 
-        if past_key_values is not None and not isinstance(past_key_values, MesaCache):
+        if cache is not None and not isinstance(cache, MesaCache):
             raise TypeError(
-                f"past_key_values is a {type(past_key_values).__name__}; mesa models need a MesaCache "
+                f"the cache is a {type(cache).__name__}; mesa models need a MesaCache "
                 "(mesa_lm.MesaCache(config)), which holds linear and mesa states as well as keys and values"
             )
-        if use_cache and past_key_values is None:
-            past_key_values = MesaCache(self.config)
-        past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and (use_cache or cache):
+            # A checkpointed block runs twice; a cache would take the second run's states on top of the first's.
+            logger.warning_once("gradient checkpointing is on in training: the cache is not used (use_cache=False)")
+            use_cache, cache = False, None
+        if use_cache and cache is None:
+            cache = MesaCache(self.config)
+        past_len = cache.get_seq_length() if cache is not None else 0
 
         attention_mask = self._key_mask(attention_mask, B, past_len + T)
         if position_ids is None:
@@ -163,19 +194,24 @@ class MesaModel(MesaPreTrainedModel):
         for idx, block in enumerate(self.layers):
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
-            layer_cache = past_key_values[idx] if past_key_values is not None else None
-            hidden_states, weights = block(hidden_states, attention_mask, position_ids, layer_cache, output_attentions)
+            hidden_states, weights = block(
+                hidden_states,  # positional: gradient checkpointing passes only positional inputs through
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                layer_cache=cache[idx] if cache is not None else None,
+                output_attentions=output_attentions,
+            )
             if output_attentions:
                 all_attentions += (weights,)
         hidden_states = self.norm(hidden_states)
         if output_hidden_states:
             all_hidden_states += (hidden_states,)
-        if past_key_values is not None:
-            past_key_values.advance(T)
+        if cache is not None:
+            cache.advance(T)
 
         output = BaseModelOutputWithPast(
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values if use_cache else None,
+            **cache_field(cache if use_cache else None),
             hidden_states=all_hidden_states,
             attentions=all_attentions,
         )
@@ -212,6 +248,8 @@ class MesaModel(MesaPreTrainedModel):
                 "covering the cached and the new tokens"
             )
         mask = attention_mask.bool()
+        if torch.compiler.is_compiling():
+            return mask  # reading the values back would break the graph; a full mask gives the same result
         return None if bool(mask.all()) else mask
 
     @staticmethod
@@ -252,7 +290,7 @@ class MesaForCausalLM(MesaPreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: MesaCache | None = None,
+        cache: MesaCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -260,15 +298,23 @@ class MesaForCausalLM(MesaPreTrainedModel, GenerationMixin):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         logits_to_keep: int = 0,
-        **kwargs,
+        past_key_values: MesaCache | None = None,
+        **loss_kwargs,
     ) -> CausalLMOutputWithPast | tuple:
-        """Logits for every position (or the last `logits_to_keep`); `loss` is next-token cross-entropy on `labels`."""
+        """Logits for every position (or the last `logits_to_keep`); `loss` is next-token cross-entropy on `labels`.
+
+        The cache may be passed as `cache` (transformers >= 5.24) or `past_key_values`. Other keywords go to the loss
+        (`num_items_in_batch`, `ignore_index`); any other name is an error rather than silently ignored.
+        """
+        unknown = sorted(set(loss_kwargs) - LOSS_KWARGS)
+        if unknown:
+            raise TypeError(f"MesaForCausalLM.forward got unexpected keyword arguments {unknown}")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=resolve_cache(cache, past_key_values),
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             output_attentions=output_attentions,
@@ -281,11 +327,11 @@ class MesaForCausalLM(MesaPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden_states)
         loss = None
         if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **loss_kwargs)
         output = CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **cache_field(getattr(outputs, CACHE_NAME)),
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
@@ -293,20 +339,28 @@ class MesaForCausalLM(MesaPreTrainedModel, GenerationMixin):
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
         # generate() would otherwise build a DynamicCache, which cannot hold linear and mesa states.
-        if model_kwargs.get("past_key_values") is None and generation_config.use_cache is not False:
-            model_kwargs["past_key_values"] = MesaCache(self.config)
+        if model_kwargs.get(CACHE_NAME) is None and generation_config.use_cache is not False:
+            model_kwargs[CACHE_NAME] = MesaCache(self.config)
         return super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
 
 
-@dataclass
-class CausalRegressionOutput(ModelOutput):
-    """Outputs of [`MesaForCausalRegression`]: `predictions` (B, T, output_dim) and the loss against `targets`."""
-
-    loss: torch.Tensor | None = None
-    predictions: torch.Tensor | None = None
-    past_key_values: MesaCache | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
+# Built rather than declared so that its cache field has the installed transformers' name, like its own outputs.
+CausalRegressionOutput = dataclasses.make_dataclass(
+    "CausalRegressionOutput",
+    [
+        ("loss", "torch.Tensor | None", None),
+        ("predictions", "torch.Tensor | None", None),
+        (CACHE_NAME, "MesaCache | None", None),
+        ("hidden_states", "tuple[torch.Tensor, ...] | None", None),
+        ("attentions", "tuple[torch.Tensor, ...] | None", None),
+    ],
+    bases=(ModelOutput,),
+    namespace={
+        "__module__": __name__,
+        "__doc__": "Outputs of [`MesaForCausalRegression`]: `predictions` (B, T, output_dim), the loss against "
+        f"`targets`, the cache (as `{CACHE_NAME}`), hidden states and attention maps.",
+    },
+)
 
 
 class MesaForCausalRegression(MesaPreTrainedModel):
@@ -339,17 +393,17 @@ class MesaForCausalRegression(MesaPreTrainedModel):
         targets: torch.Tensor | None = None,
         target_mask: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: MesaCache | None = None,
+        cache: MesaCache | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
+        past_key_values: MesaCache | None = None,
     ) -> CausalRegressionOutput | tuple:
         """`loss = 1/2 * sum over dims of squared error`, averaged over batch and positions.
 
         `target_mask` (B, T), if given, restricts the average to the positions it marks (e.g. the label positions of
-        a few-shot prompt).
+        a few-shot prompt). The cache may be passed as `cache` (transformers >= 5.24) or `past_key_values`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if inputs.dim() != 3 or inputs.shape[-1] != self.config.input_dim:
@@ -358,7 +412,7 @@ class MesaForCausalRegression(MesaPreTrainedModel):
         outputs = self.model(
             inputs_embeds=embeds,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=resolve_cache(cache, past_key_values),
             use_cache=use_cache if use_cache is not None else False,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
@@ -381,7 +435,7 @@ class MesaForCausalRegression(MesaPreTrainedModel):
         output = CausalRegressionOutput(
             loss=loss,
             predictions=predictions,
-            past_key_values=outputs.past_key_values,
+            **cache_field(getattr(outputs, CACHE_NAME)),
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
