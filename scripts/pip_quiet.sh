@@ -11,7 +11,7 @@ pip_quiet() {
     shift
     log=$(mktemp)
     PYTHONWARNINGS="ignore:Editable installation:UserWarning" \
-        "$venv/bin/python" -m pip -q "$@" >"$log" 2>&1 || status=$?
+        "$venv/bin/python" -m pip -q --disable-pip-version-check "$@" >"$log" 2>&1 || status=$?
     grep -v "^WARNING: Location '.*' is ignored: it is neither a file nor a directory\.$" "$log" >&2 || true
     rm -f "$log"
     return "$status"
