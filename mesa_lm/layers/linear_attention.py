@@ -8,13 +8,21 @@ from torch import nn
 
 from ..ops.linear.chunk import linear_attention
 from ..ops.linear.recurrent import linear_attention_step
+from ..ops.linear.weights import linear_attention_weights
 from .feature_maps import apply_feature_map, feature_dim
 from .gates import GateProjection
 from .padding import mask_padding, no_decay_at_padding
 
 
 class LinearAttention(nn.Module):
-    """`S_t = gamma_t S_{t-1} + v_t phi(k_t)^T`, `o_t = S_t phi(q_t)` per head (no softmax, no normaliser)."""
+    """`S_t = gamma_t S_{t-1} + v_t phi(k_t)^T`, `o_t = S_t phi(q_t)` per head (no softmax, no normaliser).
+
+    With `output_attentions`, also returns the causal weight map A (B, H, T, T) in float32 (float64 for a float64
+    model), `A[t, s] = phi(q_t) . phi(k_s) gamma_{s+1} ... gamma_t`, so that `o = A v` before `o_proj`; padded keys
+    get weight 0. A covers the T tokens of this call: with a cache that already holds a state (decoding, chunked
+    prefill), the past enters through that state, and its weights on the earlier keys cannot be recovered from it,
+    so `o = A v + gamma_1 ... gamma_t S_past phi(q_t)`.
+    """
 
     def __init__(self, config, layer_idx: int):
         super().__init__()
@@ -41,7 +49,7 @@ class LinearAttention(nn.Module):
         position_ids: torch.Tensor,
         layer_cache=None,
         output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, _ = hidden_states.shape
         q = self.q_proj(hidden_states).view(B, T, self.num_heads, self.head_dim)
         k = self.k_proj(hidden_states).view(B, T, self.num_heads, self.head_dim)
@@ -63,4 +71,5 @@ class LinearAttention(nn.Module):
             )
         if layer_cache is not None:
             layer_cache.set("S", state)
-        return self.o_proj(o.reshape(B, T, self.num_heads * self.value_head_dim)), None
+        weights = linear_attention_weights(q, k, gamma) if output_attentions else None
+        return self.o_proj(o.reshape(B, T, self.num_heads * self.value_head_dim)), weights

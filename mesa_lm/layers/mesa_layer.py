@@ -10,6 +10,7 @@ from torch import nn
 
 from ..ops.mesa.chunk import mesa_attention
 from ..ops.mesa.recurrent import mesa_attention_step
+from ..ops.mesa.weights import mesa_attention_weights
 from .gates import GateProjection
 from .norms import RMSNorm
 from .padding import mask_padding, no_decay_at_padding
@@ -21,6 +22,13 @@ class MesaLayer(nn.Module):
 
     The regulariser is `Lambda = I / lambda_h` with one learned `lambda_h = exp(log_lambda)` per head ([P1]), or
     `Lambda = diag(lower_bound + softplus(lambda_theta))` per head and key channel ([P3]).
+
+    With `output_attentions`, also returns the causal weight map A (B, H, T, T) in float32 (float64 for a float64
+    model), `A[t, s] = beta_s (x_t . k_s) gamma_{s+1} ... gamma_t` with `x_t = (H_t + Lambda)^{-1} q_t`, so that
+    `o = A v` before the output norm and `o_proj` (v after the short convolution); padded keys get weight 0. A covers
+    the T tokens of this call: with a cache that already holds (H, G), H enters every x_t, but the past's weights on
+    earlier keys cannot be recovered from G, so `o = A v + gamma_1 ... gamma_t G_past x_t`. It costs one D x D solve
+    per token and O(T^2) memory per head: for analysis.
     """
 
     def __init__(self, config, layer_idx: int):
@@ -65,10 +73,13 @@ class MesaLayer(nn.Module):
             self.regulariser_parameter().fill_(self.regulariser_parameter_init())
 
     def regulariser(self) -> torch.Tensor:
-        """`Lambda` as the op takes it: (H,) for a scaled identity, (H, D) for a diagonal; float32."""
+        """`Lambda` as the op takes it: (H,) for a scaled identity, (H, D) for a diagonal; float32 (float64 in a
+        float64 model)."""
+        theta = self.regulariser_parameter()
+        theta = theta.to(torch.promote_types(theta.dtype, torch.float32))
         if self.lambda_type == "scalar":
-            return torch.exp(-self.log_lambda.float())
-        return self.lambda_lower_bound + F.softplus(self.lambda_theta.float())
+            return torch.exp(-theta)
+        return self.lambda_lower_bound + F.softplus(theta)
 
     def forward(
         self,
@@ -77,7 +88,7 @@ class MesaLayer(nn.Module):
         position_ids: torch.Tensor,
         layer_cache=None,
         output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, _ = hidden_states.shape
         token_mask = attention_mask[:, -T:] if attention_mask is not None else None
         qkv = torch.cat([self.q_proj(hidden_states), self.k_proj(hidden_states), self.v_proj(hidden_states)], -1)
@@ -117,6 +128,9 @@ class MesaLayer(nn.Module):
         if layer_cache is not None:
             layer_cache.set("H", H)
             layer_cache.set("G", G)
+        weights = None
+        if output_attentions:
+            weights = mesa_attention_weights(q, k, self.regulariser(), gamma=gamma, beta=beta, initial_state=state)
         if self.output_norm is not None:
             o = self.output_norm(o)
-        return self.o_proj(o.reshape(B, T, self.num_heads * self.value_head_dim)), None
+        return self.o_proj(o.reshape(B, T, self.num_heads * self.value_head_dim)), weights

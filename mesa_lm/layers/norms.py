@@ -7,7 +7,7 @@ from torch import nn
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square norm over the last dimension, with a learned scale; computed in float32."""
+    """Root-mean-square norm over the last dimension, with a learned scale; computed in float32 (or float64)."""
 
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
@@ -15,9 +15,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x32 * self.weight.float()).to(x.dtype)
+        wide = x.to(torch.promote_types(x.dtype, torch.float32))  # bf16 -> float32; a float64 model stays float64
+        wide = wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (wide * self.weight.to(wide.dtype)).to(x.dtype)
 
 
 def make_norm(norm_type: str, dim: int, eps: float, bias: bool = True) -> nn.Module:

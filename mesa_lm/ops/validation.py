@@ -69,8 +69,9 @@ def check_lam(fn: str, lam: Tensor, H: int, D: int, device: torch.device) -> Non
     check_tensor(fn, "lam", lam, device)
     if lam.shape != (H,) and lam.shape != (H, D):
         raise ValueError(f"{fn}: lam has shape {_shape(lam)}; expected (H,) = {(H,)} or (H, D) = {(H, D)}")
-    # The positivity check reads the values back; only do it where that costs no device sync.
-    if lam.device.type == "cpu" and bool((lam <= 0).any()):
+    # The positivity check reads the values back: only where that costs no device sync, and not inside a compiled
+    # graph (a data-dependent branch would break it; the layers produce a positive lam by construction).
+    if lam.device.type == "cpu" and not torch.compiler.is_compiling() and bool((lam <= 0).any()):
         raise ValueError(f"{fn}: lam has min value {lam.min().item():.3g}; every entry must be > 0")
 
 

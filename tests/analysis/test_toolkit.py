@@ -134,8 +134,18 @@ def test_attention_maps_and_offsets():
     fake[0, torch.arange(1, 6), torch.arange(0, 5)] = 1.0  # every query attends to its previous token
     offsets = weight_on_offsets(fake, max_offset=2)
     assert offsets[0].tolist() == [0.0, 1.0, 0.0]
-    with pytest.raises(ValueError, match="layer 1 is not a softmax layer"):
-        attention_maps(model, 1, inputs=torch.randn(1, 4, 10))
+    # the mesa layer's map: causal, signed, and the mean over the batch of the per-sequence maps. In float64, so the
+    # batched and single-sequence passes agree to ~1e-15; the maps come back as float32, and a float32 mean of 3
+    # roundings is within a few eps32 of the float64 mean: 8 eps32 of the largest weight.
+    double = model.double()
+    inputs = torch.randn(3, 6, 10, dtype=torch.float64)
+    mesa_maps = attention_maps(double, 1, inputs=inputs)
+    assert mesa_maps.shape == (4, 6, 6)
+    causal = torch.ones(6, 6, dtype=torch.bool).tril()
+    assert torch.all(mesa_maps[:, ~causal] == 0) and torch.all(mesa_maps[:, causal] != 0)
+    per_sequence = torch.stack([attention_maps(double, 1, inputs=inputs[i : i + 1]) for i in range(3)]).double()
+    tol = 8 * torch.finfo(torch.float32).eps * per_sequence.abs().max().item()
+    torch.testing.assert_close(mesa_maps.double(), per_sequence.mean(0), rtol=0, atol=tol)
 
 
 def test_linearise_replaces_a_softmax_layer_and_reports_the_loss_change():

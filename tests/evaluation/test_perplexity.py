@@ -80,6 +80,10 @@ def test_two_processes_equal_one(lm_dir, text_file, tmp_path):
     assert result["num_processes"] == 2 and one["num_processes"] == 1
     assert result["windows"] % 4 != 0  # uneven split: some batches were padded, then dropped
     assert result["tokens_scored"] == one["tokens_scored"]
-    assert math.isclose(result["perplexity"], one["perplexity"], rel_tol=1e-9)
+    # Each window's float32 logits come from a batch of other windows and another thread count in the two runs, which
+    # BLAS may round differently (equal to the bit here): allow float32 rounding of the per-token NLL, 16 eps32. A
+    # window scored twice or dropped moves these means by about 1 / windows, far more.
+    tol = 16 * torch.finfo(torch.float32).eps
+    assert math.isclose(math.log(result["perplexity"]), math.log(one["perplexity"]), rel_tol=tol)
     for a, b in zip(result["loss_per_position"][1:], one["loss_per_position"][1:]):
-        assert math.isclose(a, b, rel_tol=1e-9)
+        assert math.isclose(a, b, rel_tol=tol)

@@ -8,7 +8,7 @@ VOCAB = 97
 
 # Each mix also switches on the options of its mixers, so the cache paths of all of them are exercised.
 MIXES = {
-    "softmax": dict(mixer_types=["softmax", "softmax"], position_type="rope"),
+    "softmax": dict(mixer_types=["softmax", "softmax"], position_type="rope", num_key_value_heads=1),  # GQA
     "linear": dict(
         mixer_types=["linear", "linear"],
         position_type="none",

@@ -57,7 +57,7 @@ def test_left_padded_batch_matches_rows_alone(mix):
         assert torch.equal(batch[i, width:], alone[0, len(row) :]), f"row {i} differs"
 
 
-@pytest.mark.parametrize("mix", ["softmax+linear+mesa", "mesa"])
+@pytest.mark.parametrize("mix", sorted(MIXES))
 def test_beam_search_and_sampling_with_cache_equal_without(mix):
     model = make_model(mix)
     prompt = torch.randint(1, VOCAB, (2, 5))
@@ -79,3 +79,33 @@ def test_padded_logits_match_unpadded_logits():
         alone = model(row).logits
         with_pad = model(padded, attention_mask=mask).logits[:, 3:]
     assert_logits_close(with_pad, alone)
+
+
+@pytest.mark.parametrize("mix", sorted(MIXES))
+def test_greedy_tokens_are_the_argmax_of_a_full_forward_at_every_step(mix):
+    model = make_model(mix)
+    prompt = torch.randint(1, VOCAB, (2, 5))
+    sequences = model.generate(prompt, max_new_tokens=12, do_sample=False)
+    with torch.no_grad():
+        logits = model(sequences[:, :-1], use_cache=False).logits
+    assert torch.equal(logits[:, 4:].argmax(-1), sequences[:, 5:])
+
+
+@pytest.mark.parametrize("mix", sorted(MIXES))
+def test_generation_continues_from_a_returned_cache(mix):
+    model = make_model(mix)
+    prompt = torch.randint(1, VOCAB, (2, 6))
+    first = model.generate(prompt, max_new_tokens=7, do_sample=False, return_dict_in_generate=True)
+    cache = getattr(first, CACHE_NAME)
+    assert isinstance(cache, MesaCache) and cache.get_seq_length() == 6 + 7 - 1  # the last token is not fed yet
+    continued = model.generate(first.sequences, max_new_tokens=9, do_sample=False, **{CACHE_NAME: cache})
+    assert torch.equal(continued, model.generate(prompt, max_new_tokens=16, do_sample=False))
+
+
+@pytest.mark.parametrize("mix", sorted(MIXES))
+def test_generation_from_inputs_embeds_equals_generation_from_ids(mix):
+    model = make_model(mix)
+    prompt = torch.randint(1, VOCAB, (2, 6))
+    embeds = model.get_input_embeddings()(prompt).detach()
+    from_embeds = model.generate(inputs_embeds=embeds, max_new_tokens=10, do_sample=False)
+    assert torch.equal(from_embeds, model.generate(prompt, max_new_tokens=10, do_sample=False)[:, 6:])

@@ -11,10 +11,12 @@ def test_loss_is_half_squared_error_summed_over_dims_averaged_over_batch_and_pos
     inputs, targets = torch.randn(4, 9, 10), torch.randn(4, 9, 10)
     out = model(inputs, targets=targets)
     assert out.predictions.shape == (4, 9, 10)
-    expected = sum(
-        0.5 * ((out.predictions[b, t] - targets[b, t]) ** 2).sum() for b in range(4) for t in range(9)
-    ) / (4 * 9)
-    torch.testing.assert_close(out.loss, expected)
+    predictions, targets = out.predictions.detach().double(), targets.double()
+    expected = sum(0.5 * ((predictions[b, t] - targets[b, t]) ** 2).sum() for b in range(4) for t in range(9)) / (4 * 9)
+    # The loss is reduced in float32 over 360 positive terms: a difference, a square and about log2(360) + 2 roundings
+    # of the sum, each of relative size eps; 64 eps is a 4x margin. A wrong formula is off by a factor (1/2, 10, 9).
+    assert out.loss.dtype == torch.float32
+    torch.testing.assert_close(out.loss.double(), expected, rtol=64 * torch.finfo(torch.float32).eps, atol=0)
 
 
 def test_zero_predictor_scores_the_papers_reference_loss():
@@ -41,13 +43,20 @@ def test_constructed_tokens_identity_read_in_and_slice_read_out():
 
 @pytest.mark.parametrize("preset", ["hybrid-mesa", "softmax-7", "linear-2", "mesa-1"])
 def test_stepping_one_vector_at_a_time_equals_full_forward(preset):
+    # An algorithm check (recurrent steps = chunked forward), so float64: in float32 the rounding of the two paths
+    # depends on the machine's BLAS (linear-2 differed by 1.9e-5 of max here and 7.4e-5 on an AMD EPYC). In float64
+    # the largest difference is 2e-14 of max (linear-2, whose unclipped activations are large: ~100 eps); 1e-12
+    # leaves a 50x margin for other BLAS blockings; a real mismatch (a dropped state, a wrong decay, a float32 cast
+    # in a cached path) is orders of magnitude larger.
     model = MesaForCausalRegression(MesaConfig.from_preset(preset, chunk_size=4, initializer_range=0.1)).eval()
-    inputs = torch.randn(3, 11, model.config.input_dim)
+    model = model.double()
+    inputs = torch.randn(3, 11, model.config.input_dim, dtype=torch.float64)
     with torch.no_grad():
         full = model(inputs).predictions
         cache = MesaCache(model.config)
         steps = [model(inputs[:, t : t + 1], past_key_values=cache, use_cache=True).predictions for t in range(11)]
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5 * full.abs().max())
+    assert full.dtype == torch.float64
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-12 * full.abs().max().item())
 
 
 def test_bad_inputs_are_named():

@@ -33,6 +33,9 @@ class MesaConfig(PretrainedConfig):
         hidden_size: width of the residual stream.
         num_hidden_layers: number of blocks; defaults to `len(mixer_types)`.
         num_attention_heads: heads of every mixer.
+        num_key_value_heads: key/value heads of softmax layers (grouped-query attention: each serves
+            `num_attention_heads // num_key_value_heads` query heads); defaults to `num_attention_heads`. Linear and
+            mesa layers always keep one key and value per head (their state size is set by `head_dim`).
         head_dim: query/key size per head; defaults to `hidden_size // num_attention_heads`.
         value_head_dim: value size per head; defaults to `head_dim`.
         intermediate_size: MLP width; defaults to 4x (GELU) or 8/3x rounded to 8 (SwiGLU) of `hidden_size`.
@@ -67,6 +70,7 @@ class MesaConfig(PretrainedConfig):
         hidden_size: int = 256,
         num_hidden_layers: int | None = None,
         num_attention_heads: int = 4,
+        num_key_value_heads: int | None = None,
         head_dim: int | None = None,
         value_head_dim: int | None = None,
         intermediate_size: int | None = None,
@@ -112,6 +116,7 @@ class MesaConfig(PretrainedConfig):
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_attention_heads = num_attention_heads
+        self.num_key_value_heads = num_key_value_heads
         self.head_dim = head_dim
         self.value_head_dim = value_head_dim
         self.intermediate_size = intermediate_size
@@ -197,6 +202,13 @@ class MesaConfig(PretrainedConfig):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 _fail(field, value, "must be a positive integer")
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        kv_heads = self.num_key_value_heads
+        if not isinstance(kv_heads, int) or isinstance(kv_heads, bool) or kv_heads < 1:
+            _fail("num_key_value_heads", kv_heads, "must be a positive integer")
+        if self.num_attention_heads % kv_heads:
+            _fail("num_key_value_heads", kv_heads, f"must divide num_attention_heads={self.num_attention_heads}")
         if self.head_dim is None:
             if self.hidden_size % self.num_attention_heads:
                 _fail(

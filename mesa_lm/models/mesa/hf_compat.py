@@ -29,4 +29,16 @@ def cache_field(cache) -> dict:
     return {CACHE_NAME: cache}
 
 
-__all__ = ["CACHE_NAME", "cache_field", "resolve_cache"]
+__all__ = ["CACHE_NAME", "cache_field", "enable_activation_checkpointing", "resolve_cache"]
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Recompute every block's activations in the backward pass, by the installed version's name for it.
+
+    transformers 5.23 renamed `gradient_checkpointing_enable` to `activation_checkpointing_enable` and 5.24 warns on
+    the old name; 5.17-5.22 have only the old one.
+    """
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable()
+    else:
+        model.gradient_checkpointing_enable()

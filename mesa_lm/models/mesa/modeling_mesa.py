@@ -159,6 +159,11 @@ class MesaModel(MesaPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            # A checkpointed block runs twice; a cache would take the second run's states on top of the first's.
+            if use_cache or cache is not None:
+                logger.warning_once("gradient checkpointing is on in training: the cache is not used")
+            use_cache, cache = False, None
         use_cache = use_cache if use_cache is not None else self.config.use_cache
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         inputs_embeds = self._embed(input_ids, inputs_embeds)
@@ -169,10 +174,6 @@ class MesaModel(MesaPreTrainedModel):
                 f"the cache is a {type(cache).__name__}; mesa models need a MesaCache "
                 "(mesa_lm.MesaCache(config)), which holds linear and mesa states as well as keys and values"
             )
-        if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and (use_cache or cache):
-            # A checkpointed block runs twice; a cache would take the second run's states on top of the first's.
-            logger.warning_once("gradient checkpointing is on in training: the cache is not used (use_cache=False)")
-            use_cache, cache = False, None
         if use_cache and cache is None:
             cache = MesaCache(self.config)
         past_len = cache.get_seq_length() if cache is not None else 0
@@ -426,7 +427,8 @@ class MesaForCausalRegression(MesaPreTrainedModel):
                 raise ValueError(
                     f"targets has shape {tuple(targets.shape)}; expected {tuple(predictions.shape)} like the predictions"
                 )
-            per_position = 0.5 * (predictions.float() - targets.float()).pow(2).sum(-1)
+            wide = torch.promote_types(predictions.dtype, torch.float32)  # float32, or float64 for a float64 model
+            per_position = 0.5 * (predictions.to(wide) - targets.to(wide)).pow(2).sum(-1)
             if target_mask is None:
                 loss = per_position.mean()
             else:
