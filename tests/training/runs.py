@@ -25,8 +25,13 @@ TINY = [
 ]
 
 
+# Set by a launcher for its workers: a child launched from a process that carries them would join the wrong group.
+LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK")
+
+
 def env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    clean = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARIABLES and not k.startswith("ACCELERATE_")}
+    return {**clean, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def run(args, launcher=(sys.executable,), check=True, timeout=300) -> subprocess.CompletedProcess:
