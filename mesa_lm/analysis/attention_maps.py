@@ -51,7 +51,7 @@ def plot_attention_maps(maps: torch.Tensor, path: str | None = None, title: str 
         style = dict(cmap="RdBu_r", vmin=-bound, vmax=bound)
     fig, axes = plt.subplots(1, heads, figsize=(3.3 * heads, 3.4), squeeze=False)
     for h in range(heads):
-        image = axes[0, h].imshow(maps[h], **style)
+        image = axes[0, h].imshow(torch.as_tensor(maps[h]).float().numpy(), **style)
         axes[0, h].set_title(f"head {h + 1}")
         axes[0, h].set_xlabel("key position")
         axes[0, h].set_ylabel("query position")

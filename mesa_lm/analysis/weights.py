@@ -61,8 +61,8 @@ def plot_head_products(products: HeadProducts, block: int | None = None, path: s
     fig, axes = plt.subplots(2, heads, figsize=(3.2 * heads, 6.2), squeeze=False)
     for h in range(heads):
         for row, (name, mats) in enumerate((("$W_K^T W_Q$", products.key_query), ("$P W_V$", products.value_output))):
-            m = mats[h].float()
-            limit = max(m.abs().max().item(), 1e-12)
+            m = mats[h].float().numpy()  # matplotlib takes numpy arrays (a tensor makes numpy 2 warn)
+            limit = max(float(abs(m).max()), 1e-12)
             image = axes[row, h].imshow(m, cmap="RdBu_r", vmin=-limit, vmax=limit)
             axes[row, h].set_title(f"head {h + 1}: {name}", fontsize=10)
             if block:

@@ -58,6 +58,8 @@ def copy_run(source, tmp_path):
     return target
 
 
+# The forged optimizer.pt is a protocol-4 pickle: torch warns about the protocol before refusing it, as intended.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_a_planted_pickle_is_refused_without_running(two_checkpoints, tmp_path, capsys):
     run = copy_run(two_checkpoints, tmp_path)
     marker = tmp_path / "pwned"

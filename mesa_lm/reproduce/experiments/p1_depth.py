@@ -28,7 +28,7 @@ def probe_figure(errors: dict[str, torch.Tensor], path: Path) -> str:
     fig, axes = plt.subplots(1, len(errors), figsize=(5.2 * len(errors), 4.0), squeeze=False)
     for ax, (name, e) in zip(axes[0], errors.items()):
         for layer in range(e.shape[0]):
-            ax.plot(range(1, e.shape[1] + 1), e[layer], label=f"after layer {layer}" if layer else "input")
+            ax.plot(range(1, e.shape[1] + 1), torch.as_tensor(e[layer]).float().numpy(), label=f"after layer {layer}" if layer else "input")
         ax.set_xlabel("position t")
         ax.set_ylabel("held-out probe error")
         ax.set_yscale("log")
