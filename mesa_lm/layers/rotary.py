@@ -17,20 +17,20 @@ class RotaryEmbedding(nn.Module):
     """cos and sin of each position for `config.rope_parameters` (rope_type "default", or a scaling of transformers'
     `ROPE_INIT_FUNCTIONS`: linear, dynamic, yarn, longrope, llama3), on the first `rotary_dim(config)` channels."""
 
-    def __init__(self, config):
+    def __init__(self, config, device: torch.device | str | None = None):
         super().__init__()
         self.config = config
         self.max_seq_len_cached = self.original_max_seq_len = config.max_position_embeddings
         self.rope_type = config.rope_parameters["rope_type"]
-        inv_freq, self.attention_scaling = self.compute_inv_freq()
+        inv_freq, self.attention_scaling = self.compute_inv_freq(device)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.register_buffer("original_inv_freq", inv_freq.clone(), persistent=False)
 
-    def compute_inv_freq(self) -> tuple[torch.Tensor, float]:
+    def compute_inv_freq(self, device: torch.device | str | None = None) -> tuple[torch.Tensor, float]:
         """The inverse frequencies and the cos/sin scaling of this module's rope type (also after meta-device init)."""
         if self.rope_type == "default":
-            return self.compute_default_rope_parameters(self.config)
-        return ROPE_INIT_FUNCTIONS[self.rope_type](self.config)
+            return self.compute_default_rope_parameters(self.config, device)
+        return ROPE_INIT_FUNCTIONS[self.rope_type](self.config, device)
 
     @staticmethod
     def compute_default_rope_parameters(config, device=None, seq_len=None, **kwargs) -> tuple[torch.Tensor, float]:
