@@ -210,9 +210,6 @@ def _check_overrides(overrides: dict) -> None:
     for name, value in overrides.items():  # json.loads accepts NaN and Infinity
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"config_overrides {name}={value!r} is invalid: must be a finite number")
-    theta = overrides.get("rope_theta", 1.0)  # MesaConfig does not check it; <= 0 gives NaN positions
-    if isinstance(theta, (int, float)) and not isinstance(theta, bool) and theta <= 0:
-        raise ValueError(f"config_overrides rope_theta={theta!r} is invalid: must be > 0")
 
 
 @lru_cache(maxsize=1)
