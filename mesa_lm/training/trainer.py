@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import shutil
@@ -263,7 +264,29 @@ def train(args: TrainArguments) -> dict:
     restored afterwards.
     """
     with StopFlag() as stop:
-        return _train(args, stop)
+        try:
+            return _train(args, stop)
+        finally:
+            release_process_group()
+
+
+def finish_trackers(accelerator: Accelerator) -> None:
+    """What `Accelerator.end_training` does but for destroying the process group (see `release_process_group`)."""
+    for tracker in accelerator.trackers:
+        tracker.finish()
+
+
+def release_process_group() -> None:
+    """Destroy the default process group once nothing of the run holds it any more.
+
+    Order matters: DDP's reducer keeps a reference to the group. If the reducer dropped the last one, the group's
+    destructor would join gloo's worker thread while holding the GIL, and that thread, freeing the Python tensor of
+    the last barrier, waits for the GIL: the process hangs at exit (seen about one run in two on a loaded 2-core
+    machine). So the run's objects go first (`_train` has returned, `gc.collect` frees cycles) and the group last.
+    """
+    gc.collect()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def check_text(texts: list[str], what: str) -> None:
@@ -457,7 +480,7 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
                 f"stopped by signal at step {done}; checkpoint {args.checkpoint_dir / f'step-{done}'} saved; "
                 "continue with --resume_from_checkpoint latest"
             )
-            accelerator.end_training()
+            finish_trackers(accelerator)
             return {"stopped_at_step": done}
     progress.close()
     elapsed = time.perf_counter() - started
@@ -491,7 +514,7 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
 
         save_final(out, write)
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    finish_trackers(accelerator)
     speed = f"{results['steps_per_second']:.2f} steps/s"
     if results["tokens_per_second"]:
         speed += f", {results['tokens_per_second']:.0f} tokens/s"

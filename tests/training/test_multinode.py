@@ -4,6 +4,7 @@ process with the same global batch: under torchrun and under accelerate launch."
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -36,16 +37,26 @@ def accelerate_node(rank: int, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def run_two_nodes(launcher, args: list[str]) -> None:
+def run_two_nodes(launcher, args: list[str], timeout: float = 240) -> None:
+    """Start both nodes, wait for both; if either fails or they outlive `timeout`, stop both and show both outputs."""
     port = free_port()
     nodes = [
         subprocess.Popen([*launcher(rank, port), TRAIN_LM, *args], env=env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.STDOUT, text=True)
         for rank in (0, 1)
     ]  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while any(node.poll() is None for node in nodes) and time.monotonic() < deadline:
+        if any(node.poll() not in (None, 0) for node in nodes):
+            break  # one node failed: the other would wait for it until its own timeout
+        time.sleep(0.2)
     for node in nodes:
-        _, stderr = node.communicate(timeout=300)
-        assert node.returncode == 0, stderr[-4000:]
+        if node.poll() is None:
+            node.kill()
+    outputs = [node.communicate()[0] for node in nodes]
+    report = "\n".join(f"--- node {rank} (exit {node.returncode}):\n{out[-3000:]}" for rank, (node, out)
+                       in enumerate(zip(nodes, outputs)))
+    assert all(node.returncode == 0 for node in nodes), report
 
 
 @pytest.mark.parametrize("launcher", [torchrun_node, accelerate_node], ids=["torchrun", "accelerate"])
