@@ -73,6 +73,7 @@ class TrainArguments:
     max_eval_blocks: int = field(default=256, metadata={"help": "text task: validation blocks per evaluation"})
     logging_steps: int = field(default=10, metadata={"help": "log the training loss every N steps"})
     report_to: str = field(default="tensorboard", metadata={"help": "'tensorboard' or 'none' (metrics.jsonl is always written)"})
+    peak_tflops: float | None = field(default=None, metadata={"help": "peak dense TFLOP/s of one device, for the model FLOPs utilisation (mfu) logged with tokens/s; default: looked up by CUDA device name (H100, H200, A100, ...), none on CPU or an unknown GPU"})
     # checkpoints
     save_steps: int = field(default=200, metadata={"help": "save a checkpoint every N steps (and at the end); 0 only at the end"})
     save_total_limit: int = field(default=2, metadata={"help": "keep the last K checkpoints"})
@@ -199,6 +200,8 @@ def _range_checks(a: "TrainArguments") -> list[tuple[str, bool, str]]:
         ("adam_epsilon", _finite(a.adam_epsilon) and a.adam_epsilon > 0, "a finite number > 0"),
         ("max_grad_norm", _finite(a.max_grad_norm) and a.max_grad_norm >= 0,
          "a finite number >= 0 (0 disables clipping)"),
+        ("peak_tflops", a.peak_tflops is None or (_finite(a.peak_tflops) and a.peak_tflops > 0),
+         "a finite number > 0 (TFLOP/s of one device)"),
     ]
 
 

@@ -35,6 +35,7 @@ from .checkpoints import (
 )
 from .data import SyntheticData, TextData
 from .optim import make_optimizer_and_schedule
+from .throughput import ThroughputMeter, model_flops_per_token, peak_flops
 
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "train_results.json"
@@ -358,6 +359,8 @@ def _train(args: TrainArguments, stop: StopFlag) -> dict:
         if resume_path is not None:
             state = load_checkpoint(resume_path, model, optimizer, schedule, rank)
 
+    # Counted on the whole model, before any engine shards it.
+    flops_per_token = model_flops_per_token(model, args.block_size if task is None else task.length)
     # The schedule is stepped by hand once per optimizer step (accelerate would step it once per process).
     model, optimizer = accelerator.prepare(model, optimizer)
 
@@ -372,8 +375,9 @@ def _train(args: TrainArguments, stop: StopFlag) -> dict:
     progress = tqdm(total=args.max_steps, initial=start_step, disable=not accelerator.is_local_main_process,
                     desc="train")
     try:
+        meter = ThroughputMeter(flops_per_token, peak_flops(args.mixed_precision, args.peak_tflops))
         return _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_step, tokens_seen,
-                     resume_path, tokenizer, metrics_file, progress)
+                     resume_path, tokenizer, metrics_file, progress, meter)
     except OSError as error:
         raise_if_disk_full(error, f"into {out}")
         raise
@@ -396,7 +400,7 @@ def any_process(flag: bool, accelerator: Accelerator) -> bool:
 
 
 def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_step, tokens_seen, resume_path,
-          tokenizer, metrics_file, progress) -> dict:
+          tokenizer, metrics_file, progress, meter: ThroughputMeter) -> dict:
     def log(record: dict) -> None:
         if metrics_file is not None:
             metrics_file.write(json.dumps(record) + "\n")
@@ -420,6 +424,7 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
     model.train()
     started, steps_done, tokens_this_run, last_eval, last_loss = time.perf_counter(), 0, 0, None, None
     skipped = 0
+    meter.start(started)
     # Under fp16 the grad scaler itself skips overflowing steps; only a non-finite loss is an error then.
     check_gradients = accelerator.scaler is None
     for step in range(start_step, args.max_steps):
@@ -427,6 +432,7 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
         for micro in range(accum):
             batch = data.train_batch(step, micro, accum, accelerator.process_index, world, per_device)
             tokens_this_run += data.tokens_in(batch) * world
+            meter.add_tokens(data.tokens_in(batch))
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             # gradients are averaged across processes only on the last micro-batch
             sync = accelerator.no_sync(model) if micro < accum - 1 else contextlib.nullcontext()
@@ -459,12 +465,14 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
         progress.update(1)
 
         if done % args.logging_steps == 0 or done == args.max_steps:
-            mean_loss = last_loss = accelerator.reduce(step_loss, "mean").item()
+            mean_loss = last_loss = accelerator.reduce(step_loss, "mean").item()  # waits for the device
             record = {"step": done, "loss": mean_loss, "learning_rate": schedule.get_last_lr()[0]}
             if args.max_grad_norm > 0:
                 record["grad_norm"] = float(grad_norm)
+            record.update(tokens_seen=tokens_seen + tokens_this_run, **meter.record(time.perf_counter()))
             progress.set_postfix(loss=f"{mean_loss:.4f}")
             log(record)
+        meter.pause(time.perf_counter())  # evaluation and checkpoints are not training throughput
         if (args.eval_steps and done % args.eval_steps == 0) or done == args.max_steps:
             last_eval = evaluate(accelerator.unwrap_model(model), data, accelerator)
             log({"step": done, **last_eval})
@@ -482,6 +490,7 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
             )
             finish_trackers(accelerator)
             return {"stopped_at_step": done}
+        meter.start(time.perf_counter())
     progress.close()
     elapsed = time.perf_counter() - started
 
@@ -496,6 +505,7 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
         "train_seconds": elapsed,
         "steps_per_second": steps_done / elapsed if elapsed > 0 else None,
         "tokens_per_second": tokens_this_run / elapsed if elapsed > 0 else None,
+        "model_flops_per_token": meter.flops_per_token,
         "final_train_loss": last_loss,
         "num_processes": world,
         "parameters_identical_across_processes": identical,
