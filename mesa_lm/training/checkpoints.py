@@ -8,6 +8,9 @@ A checkpoint `output_dir/checkpoints/step-N` holds
 - `trainer_state.json`: step, tokens seen and the learning-rate schedule's state;
 - `manifest.json`, written last: the size and sha256 of every other file.
 
+Under FSDP2 the model and optimizer are gathered into full tensors first (`sharded_state.py`): a checkpoint has the
+same files and format whatever engine and number of processes wrote it.
+
 It is written into `.tmp-step-N` and renamed when complete. Resuming verifies the manifest (any missing, changed or
 unlisted file, a `.pkl` included, makes a checkpoint corrupt) and falls back to the newest intact checkpoint with a
 one-line warning. The final model gets the same manifest, and its files are moved into place only once all are
@@ -31,6 +34,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
+
+from .sharded_state import full_tensors, shard_optimizer_state
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -252,13 +257,15 @@ def save_checkpoint(accelerator, checkpoint_dir: Path, step: int, state: dict, k
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         accelerator.wait_for_everyone()
-        full_model_state = accelerator.get_state_dict(model)  # every process: gathers sharded (FSDP) weights
+        # every process: gathers sharded (FSDP) weights and optimizer moments; a no-op for unsharded ones
+        full_model_state = full_tensors(accelerator.get_state_dict(model))
+        optimizer_state = full_tensors(optimizer.state_dict())
         tensors, plain = _rng_state()
         write_bytes(tmp / f"rng_state_{rank}.safetensors", save_safetensors(tensors))
         write_bytes(tmp / f"rng_state_{rank}.json", json.dumps(plain).encode())
         if accelerator.is_main_process:
             write_bytes(tmp / MODEL_FILE, save_safetensors(_model_tensors(full_model_state)))
-            write_bytes(tmp / OPTIMIZER_FILE, _torch_bytes(optimizer.state_dict()))
+            write_bytes(tmp / OPTIMIZER_FILE, _torch_bytes(optimizer_state))
             if accelerator.scaler is not None:
                 write_bytes(tmp / SCALER_FILE, _torch_bytes(accelerator.scaler.state_dict()))
             full_state = {**state, "scheduler": schedule.state_dict(), "num_processes": accelerator.num_processes}
@@ -319,6 +326,19 @@ def load_checkpoint(path: Path, model, optimizer, schedule, rank: int = 0) -> di
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(f"checkpoint {str(path)!r} cannot be loaded: {type(error).__name__}: {first[:300]}")
     return state
+
+
+def load_sharded_optimizer(path: Path, optimizer) -> None:
+    """Load a checkpoint's (full) optimizer state into an optimizer over FSDP2-sharded parameters, each process
+    taking its shard of every moment. Called after the engine has sharded the model (`load_checkpoint` loaded the
+    unsharded optimizer, which the engine then replaced)."""
+    try:
+        full = torch.load(Path(path) / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(shard_optimizer_state(full, optimizer))
+    except Exception as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"checkpoint {str(path)!r} cannot be loaded into the sharded optimizer: "
+                         f"{type(error).__name__}: {first[:300]}")
 
 
 def load_scaler(path: Path, accelerator) -> None:

@@ -26,6 +26,7 @@ from .checkpoints import (
     TrainingError,
     load_checkpoint,
     load_scaler,
+    load_sharded_optimizer,
     raise_if_disk_full,
     resolve_resume_path,
     save_checkpoint,
@@ -35,6 +36,7 @@ from .checkpoints import (
 )
 from .data import SyntheticData, TextData
 from .optim import make_optimizer_and_schedule
+from .sharded_state import full_tensors, is_sharded, local
 from .throughput import ThroughputMeter, model_flops_per_token, peak_flops
 
 METRICS_FILE = "metrics.jsonl"
@@ -248,11 +250,12 @@ class StopFlag:
 
 
 def parameters_identical_across_processes(model, accelerator: Accelerator) -> bool:
-    """Compare exact float64 fingerprints (sum and sum of squares of every tensor) across processes."""
+    """Compare exact float64 fingerprints (sum and sum of squares of every tensor) across processes (of the full
+    tensors under FSDP2: a check that the shards were gathered alike)."""
     if accelerator.num_processes == 1:
         return True
     fingerprint = torch.stack(
-        [torch.stack([p.double().sum(), p.double().pow(2).sum()]) for p in model.parameters()]
+        [torch.stack([p.double().sum(), p.double().pow(2).sum()]) for p in map(full_tensors, model.parameters())]
     ).flatten()
     gathered = accelerator.gather(fingerprint[None].to(accelerator.device))
     return bool((gathered == gathered[0]).all().item())
@@ -363,6 +366,8 @@ def _train(args: TrainArguments, stop: StopFlag) -> dict:
     flops_per_token = model_flops_per_token(model, args.block_size if task is None else task.length)
     # The schedule is stepped by hand once per optimizer step (accelerate would step it once per process).
     model, optimizer = accelerator.prepare(model, optimizer)
+    if state is not None and is_sharded(model):  # FSDP2 replaced the optimizer's parameters by their shards
+        load_sharded_optimizer(resume_path, optimizer)
 
     start_step, tokens_seen = 0, 0
     if state is not None:
@@ -388,7 +393,7 @@ def _train(args: TrainArguments, stop: StopFlag) -> dict:
 
 
 def parameters_finite(model, accelerator: Accelerator) -> bool:
-    finite = all(bool(torch.isfinite(p).all()) for p in accelerator.unwrap_model(model).parameters())
+    finite = all(bool(torch.isfinite(local(p)).all()) for p in accelerator.unwrap_model(model).parameters())
     return not any_process(not finite, accelerator)
 
 
@@ -498,6 +503,8 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
     if not parameters_finite(model, accelerator):
         raise TrainingError(f"non-finite weights after step {args.max_steps}; {good()}; no model saved")
     identical = parameters_identical_across_processes(unwrapped, accelerator)
+    # Under FSDP2 every process helps gather the full weights; the main process writes them as one folder.
+    final_state = full_tensors(accelerator.get_state_dict(model)) if is_sharded(unwrapped) else None
     results = {
         "steps": args.max_steps,
         "steps_this_run": steps_done,
@@ -517,7 +524,7 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
         transformers_logging.disable_progress_bar()  # stderr keeps our progress and, on failure, the one-line error
 
         def write(folder: Path) -> None:
-            unwrapped.save_pretrained(folder)
+            unwrapped.save_pretrained(folder, state_dict=final_state)
             if tokenizer is not None:
                 tokenizer.save_pretrained(folder)
             (folder / RESULTS_FILE).write_text(json.dumps(results, indent=2))
