@@ -11,7 +11,7 @@ from mesa_lm.models.mesa import PRESETS
 
 # Language presets shrunk to seconds; the [P1] presets are small already (width 40) and keep their sizes.
 SMALL = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, vocab_size=97)
-B, T, STEPS = 4, 16, 4
+B, T, STEPS = 2, 16, 4
 
 
 class LinalgDtypes(TorchDispatchMode):
