@@ -35,6 +35,7 @@ from .checkpoints import (
     write_json_atomic,
 )
 from .data import SyntheticData, TextData
+from .engines import check_engine_options
 from .optim import make_optimizer_and_schedule
 from .sharded_state import full_tensors, is_sharded, local
 from .throughput import ThroughputMeter, model_flops_per_token, peak_flops
@@ -96,6 +97,8 @@ def make_accelerator(args: TrainArguments) -> Accelerator:
             f"launched with WORLD_SIZE={launched} but Accelerate runs {accelerator.num_processes} process(es); "
             "on CPU use `torchrun --nproc_per_node N` (CPU mode is forced)"
         )
+    plugin = accelerator.state.deepspeed_plugin
+    check_engine_options(args, accelerator.distributed_type.name, plugin.deepspeed_config if plugin else None)
     return accelerator
 
 
@@ -448,8 +451,13 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
         # the total norm is measured even without clipping, to catch non-finite gradients
         clip = args.max_grad_norm if args.max_grad_norm > 0 else float("inf")
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), clip)
+        # DeepSpeed clips inside its engine and reports the norm as a number, or None before its first step
+        norm_known = grad_norm is not None
+        grad_norm = torch.as_tensor(grad_norm if norm_known else 0.0)
         done = step + 1
-        bad = not bool(torch.isfinite(step_loss)) or (check_gradients and not bool(torch.isfinite(grad_norm)))
+        bad = not bool(torch.isfinite(step_loss)) or (
+            check_gradients and norm_known and not bool(torch.isfinite(grad_norm))
+        )
         if any_process(bad, accelerator):
             what = "loss" if not bool(torch.isfinite(step_loss)) else "gradient"
             if args.nonfinite == "stop":
@@ -472,7 +480,7 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
         if done % args.logging_steps == 0 or done == args.max_steps:
             mean_loss = last_loss = accelerator.reduce(step_loss, "mean").item()  # waits for the device
             record = {"step": done, "loss": mean_loss, "learning_rate": schedule.get_last_lr()[0]}
-            if args.max_grad_norm > 0:
+            if args.max_grad_norm > 0 and norm_known:
                 record["grad_norm"] = float(grad_norm)
             record.update(tokens_seen=tokens_seen + tokens_this_run, **meter.record(time.perf_counter()))
             progress.set_postfix(loss=f"{mean_loss:.4f}")
