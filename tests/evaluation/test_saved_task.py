@@ -80,3 +80,16 @@ def test_a_folder_without_task_json_loads_and_says_what_to_pass(trained, tmp_pat
     for flag in ("--dynamics fully_observed", "--noise_std 0.01", "--hidden_dim 15", "--tokens plain"):
         assert flag in err[0]
     assert "--seq_len" not in err[0]  # given: not assumed
+
+
+def test_perplexity_scores_the_validation_file_of_the_saved_text_task(lm_dir, text_file, tmp_path):
+    from mesa_lm.data.tasks import make_task, save_task
+
+    folder = tmp_path / "lm"
+    shutil.copytree(lm_dir, folder)
+    save_task(folder, make_task("text", train_file="train.txt", validation_file=str(text_file)))
+    harness = get_harness("perplexity")
+    result = harness.run(str(folder), harness.Options(window=32, max_tokens=100), progress=False)
+    assert result["data"]["source"] == str(text_file)
+    default = harness.run(str(lm_dir), harness.Options(window=32, max_tokens=100), progress=False)  # no task.json
+    assert default["data"]["source"] == "stdlib_docstrings:validation"
