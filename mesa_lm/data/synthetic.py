@@ -2,6 +2,7 @@
 
 A global batch is a pure function of the seed and the optimizer step, and each process takes its own rows of it.
 So runs on 1 or N processes see the same data, and a resumed run continues the stream exactly where it stopped.
+The tasks themselves (dynamics, few-shot regression, ...) are in `mesa_lm.data.tasks`.
 """
 
 from __future__ import annotations
@@ -11,74 +12,37 @@ from typing import Iterator
 
 import torch
 
-from .dynamics import DYNAMICS, constructed_tokens, haar_orthogonal, sample_dynamics
-from .regression import sample_scalar_regression, sample_vector_regression
-
-TASKS = ("dynamics", "fewshot_regression", "scalar_regression")
-TOKEN_FORMATS = ("plain", "constructed")
+from .tasks.base import Task
 
 
 @dataclass
-class SyntheticTask:
-    """One task of science.md section 2; `sample` returns `inputs`, `targets` and (for prompts) `target_mask`."""
+class SyntheticTask(Task):
+    """A task for `MesaForCausalRegression`: `sample` returns `inputs` (B, T, input_dim), `targets` (B, T,
+    output_dim) and, for prompts, a `target_mask` (B, T) of the positions whose loss counts."""
 
-    name: str = "dynamics"
-    dynamics: str = "fully_observed"
-    tokens: str = "plain"
-    state_dim: int = 10
-    hidden_dim: int = 15
-    seq_len: int = 50
-    noise_std: float = 0.01
-    num_pairs: int = 25
-    input_distribution: str = "uniform"
+    model = "regression"
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.name not in TASKS:
-            raise ValueError(f"unknown synthetic task {self.name!r}; allowed: {', '.join(TASKS)}")
-        if self.dynamics not in DYNAMICS:
-            raise ValueError(f"unknown dynamics {self.dynamics!r}; allowed: {', '.join(DYNAMICS)}")
-        if self.tokens not in TOKEN_FORMATS:
-            raise ValueError(f"unknown token format {self.tokens!r}; allowed: {', '.join(TOKEN_FORMATS)}")
-        if self.tokens == "constructed" and self.name != "dynamics":
-            raise ValueError("constructed tokens exist for the dynamics task only")
-        # The fixed-W control shares one matrix across all sequences, drawn once from the seed.
-        self.fixed_w = haar_orthogonal(1, self.state_dim, torch.Generator().manual_seed(self.seed + 7919))[0]
 
     @property
     def input_dim(self) -> int:
-        return 4 * self.state_dim if self.tokens == "constructed" else self.state_dim
+        raise NotImplementedError
 
     @property
     def output_dim(self) -> int:
-        return 1 if self.name == "scalar_regression" else self.state_dim
+        raise NotImplementedError
 
     @property
     def length(self) -> int:
         """Sequence length of one example."""
-        return self.seq_len if self.name == "dynamics" else 2 * self.num_pairs
+        raise NotImplementedError
+
+    @property
+    def length_option(self) -> str:
+        """The option that sets `length`, as `name=value`, for error messages."""
+        raise NotImplementedError
 
     def sample(self, batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        if self.name == "dynamics":
-            states = sample_dynamics(
-                self.dynamics,
-                batch,
-                self.seq_len,
-                generator,
-                state_dim=self.state_dim,
-                hidden_dim=self.hidden_dim,
-                noise_std=self.noise_std,
-                fixed_w=self.fixed_w,
-            )
-            inputs, targets = states[:, :-1], states[:, 1:]
-            if self.tokens == "constructed":
-                inputs = constructed_tokens(inputs)
-            return {"inputs": inputs, "targets": targets}
-        sampler = sample_vector_regression if self.name == "fewshot_regression" else sample_scalar_regression
-        tokens, targets, mask = sampler(
-            batch, self.num_pairs, self.state_dim, generator, self.input_distribution, self.noise_std
-        )
-        return {"inputs": tokens, "targets": targets, "target_mask": mask}
+        raise NotImplementedError
 
     def global_batch(self, step: int, size: int, stream: int = 0) -> dict[str, torch.Tensor]:
         """The batch of optimizer step `step` (all processes' rows); `stream` 1 is the held-out evaluation data."""

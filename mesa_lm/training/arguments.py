@@ -7,7 +7,7 @@ import inspect
 import json
 import math
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,13 +15,12 @@ from typing import Any
 from ..cli_options import OneLineParser
 from .presets import RUN_PRESETS
 
-TASK_CHOICES = ("text", "dynamics", "fewshot_regression", "scalar_regression")
 NONFINITE_CHOICES = ("stop", "skip")
 
 
 @dataclass
-class TrainArguments:
-    """Every option of a training run, with its default."""
+class _RunArguments:
+    """Every option of a training run but the task's own, with its default (TrainArguments adds the task options)."""
 
     # run
     preset: str | None = field(
@@ -35,23 +34,9 @@ class TrainArguments:
     model_preset: str | None = field(default=None, metadata={"help": "MesaConfig preset of the model (see MesaConfig.from_preset)"})
     model_name_or_path: str | None = field(default=None, metadata={"help": "start from a saved model folder instead of a fresh one"})
     config_overrides: str | None = field(default=None, metadata={"help": "JSON object of MesaConfig fields, e.g. '{\"hidden_size\": 64}'"})
-    # data
-    task: str = field(default="text", metadata={"help": f"what to train on: {', '.join(TASK_CHOICES)}"})
-    dynamics: str = field(default="fully_observed", metadata={"help": "dynamics task: fully_observed, partially_observed, nonlinear, contracting, fixed_w"})
-    tokens: str = field(default="plain", metadata={"help": "dynamics task: 'plain' states or [P1]'s 'constructed' tokens"})
-    state_dim: int = field(default=10, metadata={"help": "synthetic tasks: dimension of observed states / regression inputs"})
-    hidden_dim: int = field(default=15, metadata={"help": "partially observed dynamics: hidden state dimension"})
-    seq_len: int = field(default=50, metadata={"help": "dynamics task: sequence length T"})
-    num_pairs: int = field(default=25, metadata={"help": "regression tasks: (x, y) pairs per prompt"})
-    noise_std: float = field(default=0.01, metadata={"help": "synthetic tasks: observation noise std"})
-    input_distribution: str = field(default="uniform", metadata={"help": "regression tasks: 'uniform' U(-1,1) or 'normal' inputs"})
-    train_file: str | None = field(default=None, metadata={"help": "text task: a local training text file (default: the embedded docstring corpus)"})
-    validation_file: str | None = field(default=None, metadata={"help": "text task: a local validation text file (default: the last 5%% of train_file)"})
-    dataset_name: str | None = field(default=None, metadata={"help": "text task: a `datasets` Hub dataset name (needs the network)"})
-    dataset_config_name: str | None = field(default=None, metadata={"help": "text task: the dataset's configuration name"})
-    tokenizer_name: str | None = field(default=None, metadata={"help": "text task: an existing tokenizer name or path instead of training a BPE"})
-    vocab_size: int = field(default=4096, metadata={"help": "text task: vocabulary size of the byte-level BPE trained on the train split"})
-    block_size: int = field(default=128, metadata={"help": "text task: tokens per training block"})
+    # data (each task's own options are added below, from mesa_lm.data.tasks)
+    task: str = field(default="text", metadata={"help": "what to train on: one of the tasks of mesa_lm.data.tasks "
+                      "(text, dynamics, fewshot_regression, scalar_regression, ...); its options follow"})
     # optimisation
     per_device_train_batch_size: int = field(default=16, metadata={"help": "sequences per process per micro-batch"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
@@ -90,11 +75,34 @@ class TrainArguments:
         for name, ok, allowed in _range_checks(self):
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: must be {allowed}")
+        self._resolve_task_options()
         if self.config_overrides is not None:
             if self.model_name_or_path and self.model_overrides:
                 raise ValueError("config_overrides cannot be combined with model_name_or_path (the saved model's "
                                  "config is used as it is); drop one of them")
             _check_overrides(self.model_overrides)
+
+    def _resolve_task_options(self) -> None:
+        """Check the task options against the chosen task and fill the ones not given with the task's defaults;
+        the other tasks' options stay None (an option of another task, given, is a one-line error)."""
+        task = self.make_task()
+        for name in task.option_names():
+            setattr(self, name, getattr(task, name))
+
+    def make_task(self):
+        """The task of this run (`mesa_lm.data.tasks`), built from the options given for it."""
+        from ..data.tasks import make_task, task_class
+
+        cls = task_class(self.task)
+        given = {name: getattr(self, name) for name in task_option_fields() if getattr(self, name) is not None}
+        own = set(cls.option_names())
+        for name, value in given.items():
+            if name not in own:
+                raise ValueError(f"{name}={value!r} is not an option of task {self.task!r}; its options: "
+                                 f"{', '.join(sorted(own))}")
+        if "seed" in cls.__dataclass_fields__:
+            given["seed"] = self.seed
+        return make_task(self.task, **given)
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> "TrainArguments":
@@ -120,6 +128,50 @@ class TrainArguments:
     @property
     def checkpoint_dir(self) -> Path:
         return Path(self.output_dir) / "checkpoints"
+
+
+@lru_cache(maxsize=1)
+def task_option_fields() -> dict[str, list]:
+    """Every task option by name, with the (task, field) pairs that declare it."""
+    from ..data.tasks import registered_tasks
+
+    options: dict[str, list] = {}
+    for task in registered_tasks().values():
+        for f in task.option_fields():
+            options.setdefault(f.name, []).append((task.name, f))
+    return options
+
+
+def _task_option_help(declared: list) -> str:
+    """`task A, task B: help; task C: its help (default: 10)`, the defaults per task where they differ."""
+    by_help: dict[str, list[str]] = {}
+    for task, f in declared:
+        by_help.setdefault(f.metadata["help"], []).append(task)
+    text = "; ".join(f"{', '.join(tasks)}: {help}" for help, tasks in by_help.items())
+    defaults = {task: f.default for task, f in declared}
+    if len(set(map(repr, defaults.values()))) > 1:
+        return f"{text} (default: " + ", ".join(f"{v} for {t}" for t, v in defaults.items()) + ")"
+    default = next(iter(defaults.values()))
+    return text if default is None and "(default:" in text else f"{text} (default: {default})"
+
+
+def _task_fields() -> list[tuple]:
+    """The task options as TrainArguments fields: None = not given (the task's default applies)."""
+    from ..data.tasks.base import value_kind
+
+    out = []
+    for name, declared in task_option_fields().items():
+        kinds = {value_kind(f.type) for _, f in declared}
+        if len(kinds) != 1:
+            raise TypeError(f"task option {name!r} has different types in {', '.join(t for t, _ in declared)}")
+        out.append((name, f"{kinds.pop().__name__} | None", field(default=None, metadata={
+            "help": _task_option_help(declared), "help_has_default": True})))
+    return out
+
+
+TrainArguments = make_dataclass("TrainArguments", _task_fields(), bases=(_RunArguments,))
+TrainArguments.__doc__ = "Every option of a training run, with its default; the task options come from the tasks."
+TrainArguments.__module__ = __name__
 
 
 def _kind(dataclass_field) -> tuple[type, bool]:
@@ -156,8 +208,7 @@ def _finite(value: float) -> bool:
 
 def _range_checks(a: "TrainArguments") -> list[tuple[str, bool, str]]:
     """(option, ok, what is allowed) for every option with a restricted value."""
-    from ..data.dynamics import DYNAMICS
-    from ..data.synthetic import TOKEN_FORMATS
+    from ..data.tasks import registered_tasks
 
     def positive(name):
         return name, getattr(a, name) >= 1, "an integer >= 1"
@@ -174,23 +225,16 @@ def _range_checks(a: "TrainArguments") -> list[tuple[str, bool, str]]:
             a.preset is None or a.preset in RUN_PRESETS,
             "one of " + ", ".join(map(repr, (*RUN_PRESETS, "none"))),
         ),
-        choice("task", TASK_CHOICES),
-        choice("dynamics", DYNAMICS),
-        choice("tokens", TOKEN_FORMATS),
-        choice("input_distribution", ("uniform", "normal")),
+        choice("task", tuple(registered_tasks())),
         choice("lr_scheduler_type", ("cosine", "constant")),
         choice("mixed_precision", ("no", "bf16", "fp16")),
         choice("report_to", ("tensorboard", "none")),
         choice("nonfinite", NONFINITE_CHOICES),
         ("output_dir", a.output_dir != "", "a folder path"),
         ("seed", 0 <= a.seed < 2**32, "an integer from 0 to 2**32 - 1"),
-        *map(positive, ("state_dim", "hidden_dim", "num_pairs", "per_device_train_batch_size",
-                        "per_device_eval_batch_size", "gradient_accumulation_steps", "max_steps", "block_size",
-                        "save_total_limit", "logging_steps", "eval_batches", "max_eval_blocks")),
+        *map(positive, ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                        "max_steps", "save_total_limit", "logging_steps", "eval_batches", "max_eval_blocks")),
         *map(nonnegative, ("warmup_steps", "eval_steps", "save_steps")),
-        ("seq_len", a.seq_len >= 2, "an integer >= 2 (a state and its successor)"),
-        ("vocab_size", a.vocab_size >= 260, "an integer >= 260 (256 bytes and special tokens)"),
-        ("noise_std", _finite(a.noise_std) and a.noise_std >= 0, "a finite number >= 0"),
         ("learning_rate", _finite(a.learning_rate) and a.learning_rate > 0, "a finite number > 0"),
         ("min_learning_rate", _finite(a.min_learning_rate) and a.min_learning_rate >= 0, "a finite number >= 0"),
         ("weight_decay", _finite(a.weight_decay) and a.weight_decay >= 0, "a finite number >= 0"),
@@ -221,7 +265,10 @@ def _mesa_config_fields() -> frozenset[str]:
 
 def _help(dataclass_field) -> str:
     default = dataclass_field.default
-    return f"{dataclass_field.metadata['help']} (default: {default})".replace("%", "%%").replace("%%%%", "%%")
+    text = dataclass_field.metadata["help"]
+    if not dataclass_field.metadata.get("help_has_default"):
+        text += f" (default: {default})"
+    return text.replace("%", "%%").replace("%%%%", "%%")
 
 
 def build_parser(prog: str = "train_lm.py") -> OneLineParser:

@@ -18,6 +18,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from ..data.synthetic import SyntheticTask
+from ..data.tasks import TASK_FILE
 from ..data.text import load_texts, tokenize_into_blocks, train_bpe_tokenizer
 from ..models.mesa import MesaConfig, MesaForCausalLM, MesaForCausalRegression
 from .arguments import TrainArguments
@@ -186,20 +187,7 @@ def build_model(args: TrainArguments, config: MesaConfig, tokenizer):
 
 
 def make_task(args: TrainArguments) -> SyntheticTask | None:
-    if args.task == "text":
-        return None
-    return SyntheticTask(
-        name=args.task,
-        dynamics=args.dynamics,
-        tokens=args.tokens,
-        state_dim=args.state_dim,
-        hidden_dim=args.hidden_dim,
-        seq_len=args.seq_len,
-        noise_std=args.noise_std,
-        num_pairs=args.num_pairs,
-        input_distribution=args.input_distribution,
-        seed=args.seed,
-    )
+    return None if args.task == "text" else args.make_task()
 
 
 @torch.no_grad()
@@ -343,6 +331,7 @@ def _train(args: TrainArguments, stop: StopFlag) -> dict:
             if save_tokenizer:
                 tokenizer.save_pretrained(out)
             write_json_atomic(out / "train_args.json", dataclasses.asdict(args))
+            write_json_atomic(out / TASK_FILE, args.make_task().to_dict())  # read back by the harnesses
         except OSError as error:
             raise_if_disk_full(error, str(out))
             raise

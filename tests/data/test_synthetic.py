@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from mesa_lm.data.dynamics import constructed_tokens, haar_orthogonal, sample_dynamics
-from mesa_lm.data.synthetic import SyntheticTask, process_rows
+from mesa_lm.data.synthetic import process_rows
+from mesa_lm.data.tasks import make_task
+from mesa_lm.data.tasks.dynamics import DynamicsTask
 
 
 EPS32 = torch.finfo(torch.float32).eps
@@ -33,7 +35,7 @@ def test_fully_observed_dynamics_follow_their_matrix():
 
 
 def test_zero_predictor_scores_about_1_667():
-    batch = SyntheticTask(seed=0).global_batch(0, 4096)
+    batch = DynamicsTask(seed=0).global_batch(0, 4096)
     zero_loss = 0.5 * batch["targets"].pow(2).sum(-1).mean().item()
     assert abs(zero_loss - 10 / 6) < 0.03
 
@@ -44,7 +46,7 @@ def test_contracting_dynamics_shrink():
 
 
 def test_fixed_w_control_shares_one_matrix():
-    task = SyntheticTask(dynamics="fixed_w", noise_std=0.0, seed=5)
+    task = DynamicsTask(dynamics="fixed_w", noise_std=0.0, seed=5)
     batch = task.global_batch(0, 3)
     predicted = batch["inputs"] @ task.fixed_w.T
     # float32 on both sides: two 10-term dot products, each within about n eps of max|s| (W is orthogonal)
@@ -53,9 +55,9 @@ def test_fixed_w_control_shares_one_matrix():
 
 
 def test_partially_observed_and_nonlinear_shapes():
-    partial = SyntheticTask(dynamics="partially_observed", state_dim=5, hidden_dim=15).global_batch(0, 4)
+    partial = DynamicsTask(dynamics="partially_observed", state_dim=5, hidden_dim=15).global_batch(0, 4)
     assert partial["inputs"].shape == (4, 50, 5)
-    nonlinear = SyntheticTask(dynamics="nonlinear").global_batch(0, 4)
+    nonlinear = DynamicsTask(dynamics="nonlinear").global_batch(0, 4)
     assert nonlinear["inputs"].shape == (4, 50, 10) and torch.isfinite(nonlinear["inputs"]).all()
 
 
@@ -69,17 +71,17 @@ def test_constructed_tokens_layout():
 
 
 def test_regression_prompts_mark_label_positions():
-    batch = SyntheticTask(name="fewshot_regression", num_pairs=4, noise_std=0.0).global_batch(0, 2)
+    batch = make_task("fewshot_regression", num_pairs=4, noise_std=0.0).global_batch(0, 2)
     tokens, targets, mask = batch["inputs"], batch["targets"], batch["target_mask"]
     assert tokens.shape == (2, 8, 10) and mask.tolist()[0] == [True, False] * 4
     torch.testing.assert_close(targets[:, 0::2], tokens[:, 1::2])  # at x_i the target is y_i
-    scalar = SyntheticTask(name="scalar_regression", num_pairs=3, noise_std=0.0).global_batch(0, 2)
+    scalar = make_task("scalar_regression", num_pairs=3, noise_std=0.0).global_batch(0, 2)
     assert scalar["targets"].shape == (2, 6, 1)
     torch.testing.assert_close(scalar["targets"][:, 0::2, 0], scalar["inputs"][:, 1::2, 0])
 
 
 def test_batches_are_reproducible_and_differ_by_step_and_stream():
-    a, b = SyntheticTask(seed=3), SyntheticTask(seed=3)
+    a, b = DynamicsTask(seed=3), DynamicsTask(seed=3)
     assert torch.equal(a.global_batch(7, 4)["inputs"], b.global_batch(7, 4)["inputs"])
     assert not torch.equal(a.global_batch(7, 4)["inputs"], a.global_batch(8, 4)["inputs"])
     assert not torch.equal(a.global_batch(7, 4)["inputs"], a.global_batch(7, 4, stream=1)["inputs"])
@@ -94,7 +96,11 @@ def test_process_rows_partition_the_global_batch():
 
 
 def test_bad_task_options():
-    with pytest.raises(ValueError, match="unknown dynamics 'chaotic'"):
-        SyntheticTask(dynamics="chaotic")
-    with pytest.raises(ValueError, match="constructed tokens exist for the dynamics task only"):
-        SyntheticTask(name="fewshot_regression", tokens="constructed")
+    with pytest.raises(ValueError, match="dynamics='chaotic' is invalid: must be one of 'fully_observed'"):
+        DynamicsTask(dynamics="chaotic")
+    with pytest.raises(ValueError, match="tokens is not an option of task 'fewshot_regression'"):
+        make_task("fewshot_regression", tokens="constructed")
+    with pytest.raises(ValueError, match="seq_len=1 is invalid"):
+        make_task("dynamics", seq_len=1)
+    with pytest.raises(ValueError, match="unknown task 'chess'; allowed: dynamics"):
+        make_task("chess")

@@ -9,7 +9,7 @@ import torch
 
 from ...analysis.construction import compressed_products, model_products, products_forward
 from ...analysis.probes import layer_activations, preconditioned_inputs, probe_errors
-from ...data.synthetic import SyntheticTask
+from ...data.tasks.dynamics import DynamicsTask
 from ...evaluation.baselines_dynamics import next_step_error
 from ...evaluation.dynamics import sample_states
 from ...evaluation.plots import plot_curves
@@ -45,7 +45,7 @@ def run(out: Path, budget: Budget, mesa_error: float | None = None) -> Experimen
     started = time.time()
     depths = budget.pick((1, 2, 4), (1, 2, 4, 6))
     records, compressed, trained_products = {}, {}, {}
-    task = SyntheticTask(tokens="constructed", seed=21)
+    task = DynamicsTask(tokens="constructed", seed=21)
     inputs, states = sample_states(task, budget.eval_sequences, seed=22)
     models = {}
     for k in depths:

@@ -11,7 +11,7 @@ import torch
 from ...analysis.construction import compressed_products, interpolate_products, model_products, products_forward
 from ...analysis.construction import proposition1_model
 from ...analysis.weights import HeadProducts, block_view, plot_head_products
-from ...data.synthetic import SyntheticTask
+from ...data.tasks.dynamics import DynamicsTask
 from ...evaluation.baselines_dynamics import next_step_error, tune_gd_one
 from ...evaluation.dynamics import sample_states
 from ..budget import Budget
@@ -63,7 +63,7 @@ def run(out: Path, budget: Budget) -> ExperimentResult:
     plot_head_products(products[0], block=D, path=str(heatmap), title="linear-1: per-head weight products (d x d blocks)")
 
     # Scoring products directly: the trained model, CompressedAlg-1, and interpolations with Proposition 1.
-    task = SyntheticTask(tokens="constructed", seed=11)
+    task = DynamicsTask(tokens="constructed", seed=11)
     inputs, states = sample_states(task, budget.eval_sequences, seed=12)
     _, train_states = sample_states(task, 256, seed=13)
     _, eta = tune_gd_one(train_states, grid=(0.0,))

@@ -10,7 +10,7 @@ import torch
 from ...analysis.attention_maps import attention_maps, plot_attention_maps, weight_on_offsets
 from ...analysis.linearise import linearise
 from ...analysis.probes import layer_activations, probe_errors, shifted_tokens
-from ...data.synthetic import SyntheticTask
+from ...data.tasks.dynamics import DynamicsTask
 from ...evaluation.dynamics import sample_states
 from ..budget import Budget
 from ..report import Claim, ExperimentResult, verdict
@@ -36,7 +36,7 @@ def train_transformer(out: Path, budget: Budget, preset: str, dynamics: str, **e
 
 def linearisation_claim(model, budget: Budget) -> Claim:
     """Distil each softmax layer of softmax-7, one at a time, into a linear-attention layer; compare the loss."""
-    task = SyntheticTask(seed=41)
+    task = DynamicsTask(seed=41)
     batch = budget.pick(64, 128)
 
     def batches():
@@ -84,7 +84,7 @@ def run(out: Path, budget: Budget) -> ExperimentResult:
                             verdict(errors["hybrid-mesa"] < errors["softmax-7"]), {**errors, "lsq": lsq}))
 
     # First-layer attention and token binding, on the fully observed models.
-    task = SyntheticTask(seed=31)
+    task = DynamicsTask(seed=31)
     inputs, states = sample_states(task, max(64, budget.eval_sequences), seed=32)
     offsets = {}
     for preset in ("softmax-7", "hybrid-mesa"):
