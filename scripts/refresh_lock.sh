@@ -24,10 +24,10 @@ echo "resolving the newest releases in $VENV"
 "$PYTHON" -m venv "$VENV"
 pip_quiet "$VENV" install --upgrade pip setuptools
 pip_quiet "$VENV" install "torch==$TORCH_VERSION"
-pip_quiet "$VENV" install "torch==$TORCH_VERSION" ".[train,eval,test]"
+pip_quiet "$VENV" install "torch==$TORCH_VERSION" ".[train,eval,test,lm_eval]"
 
 {
-    echo "# Every package mesa-lm's setup installs (extras train, eval, test), pinned: the resolve of $(date -u +%Y-%m-%d)"
+    echo "# Every package mesa-lm's setup installs (extras train, eval, test, lm_eval), pinned: the resolve of $(date -u +%Y-%m-%d)"
     echo "# on Python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())'), $(uname -sm)."
     echo "# Used as pip constraints by scripts/setup_venv.sh (also for the build backend); regenerate with"
     echo "# bash scripts/refresh_lock.sh, never by hand. torch is the CPU wheel's version; no CUDA packages."

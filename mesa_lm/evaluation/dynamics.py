@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data.synthetic import SyntheticTask
+from ..data.tasks.dynamics import DynamicsTask
 from .baselines_dynamics import next_step_error, run_dynamics_baselines
 from .bootstrap import bootstrap_curve
 from .loading import describe_model, max_positions, token_layout
@@ -13,7 +13,7 @@ from .loading import describe_model, max_positions, token_layout
 Tensor = torch.Tensor
 
 
-def sample_states(task: SyntheticTask, batch: int, seed: int) -> tuple[Tensor, Tensor]:
+def sample_states(task: DynamicsTask, batch: int, seed: int) -> tuple[Tensor, Tensor]:
     """Model inputs (B, T, input_dim) and observed states `s_1 .. s_{T+1}` (B, T + 1, d) from the task's sampler."""
     data = task.sample(batch, torch.Generator().manual_seed(seed))
     inputs, targets = data["inputs"], data["targets"]
@@ -45,11 +45,13 @@ def evaluate_dynamics(
     batch_size: int = 256,
     num_resamples: int = 1000,
     seed: int = 0,
+    tokens: str | None = None,
 ) -> dict:
     """Per-position next-step error of the model and of every baseline on `num_sequences` test sequences, with
-    bootstrap 90% intervals. JSON-ready record."""
+    bootstrap 90% intervals. JSON-ready record. `tokens` is the model's input layout (`plain` or `constructed`; the
+    harness reads it from the saved task; None: inferred from the config's shapes, for models in memory)."""
     config = model.config
-    layout = token_layout(config)
+    layout = tokens or token_layout(config)
     if layout == "plain" and config.input_dim != config.output_dim:
         raise ValueError(
             f"this model maps {config.input_dim} -> {config.output_dim} dimensions; next-step prediction needs "
@@ -60,8 +62,7 @@ def evaluate_dynamics(
         raise ValueError(f"sequence of {seq_len} states exceeds the model's maximum of {limit} positions")
     if num_sequences < 2:
         raise ValueError(f"num_sequences={num_sequences} is invalid: need at least 2")
-    task = SyntheticTask(
-        name="dynamics",
+    task = DynamicsTask(
         dynamics=dynamics,
         tokens=layout,
         state_dim=config.output_dim,

@@ -158,9 +158,12 @@ def evaluate_icl_regression(
     num_resamples: int = 1000,
     seed: int = 0,
     progress: bool = True,
+    tokens: str | None = None,
 ) -> dict:
     """Error against the number of in-context examples for the model in each format and for every baseline, on the
-    same `num_prompts` test prompts (baselines tuned on `num_tune_prompts` separate ones). JSON-ready record."""
+    same `num_prompts` test prompts (baselines tuned on `num_tune_prompts` separate ones). JSON-ready record.
+    `tokens` is the model's input layout (`plain` or `constructed`; the harness reads it from the saved task; None:
+    inferred from the config's shapes, for models in memory)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
     for fmt in formats:
@@ -168,7 +171,7 @@ def evaluate_icl_regression(
             raise ValueError(f"unknown prompt format {fmt!r}; allowed: {', '.join(FORMATS)}")
     if num_prompts < 2 or pairs < 1:
         raise ValueError(f"need at least 2 prompts and 1 pair, got num_prompts={num_prompts}, pairs={pairs}")
-    fewshot = FewShotModel(model)
+    fewshot = FewShotModel(model, tokens)
     config = model.config
     if fewshot.layout == "plain" and task == "vector" and config.output_dim != config.input_dim:
         raise ValueError(

@@ -7,7 +7,7 @@ from pathlib import Path
 REGRESSION_CLASS = "MesaForCausalRegression"
 
 
-def _read_config(path: str):
+def read_config(path: str):
     from transformers import AutoConfig
 
     import mesa_lm  # noqa: F401  registers model_type "mesa" with the Auto classes
@@ -35,14 +35,14 @@ def is_regression_config(config) -> bool:
 
 def model_kind(path: str) -> str:
     """`regression` for a MesaForCausalRegression checkpoint, else `causal_lm`."""
-    return "regression" if is_regression_config(_read_config(path)) else "causal_lm"
+    return "regression" if is_regression_config(read_config(path)) else "causal_lm"
 
 
 def load_causal_lm(path: str, harness: str = "perplexity"):
     """Any causal LM `AutoModelForCausalLM` loads (ours or a stock transformers model), in eval mode."""
     from transformers import AutoModelForCausalLM
 
-    config = _read_config(path)
+    config = read_config(path)
     if is_regression_config(config):
         raise ValueError(
             f"checkpoint {path!r} is a {REGRESSION_CLASS} (real-valued inputs); the {harness} harness needs a causal "
@@ -58,7 +58,7 @@ def load_regression_model(path: str, harness: str):
     """A `MesaForCausalRegression` in eval mode; any other checkpoint is an error naming what it is."""
     from ..models.mesa import MesaForCausalRegression
 
-    config = _read_config(path)
+    config = read_config(path)
     if not is_regression_config(config):
         kind = (config.architectures or [type(config).__name__])[0]
         raise ValueError(

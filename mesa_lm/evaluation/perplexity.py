@@ -3,6 +3,8 @@ score, data-parallel over Accelerate processes (`gather_for_metrics`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
@@ -40,40 +42,99 @@ def load_split(
     return texts, name
 
 
-def tokenize_stream(texts: list[str], tokenizer) -> Tensor:
-    """All texts as one stream of token ids, each text followed by EOS (as in training)."""
+@dataclass
+class TokenStream:
+    """The split as one stream of token ids, `EOS t_1 EOS t_2 EOS ...` (each text follows an EOS, as in training,
+    so that its first token is predicted like any other), with what text each token covers: `bytes` and `chars`
+    (UTF-8 bytes and characters; 0 for the EOS separators) and `is_text` (False for the separators)."""
+
+    ids: Tensor
+    bytes: Tensor
+    chars: Tensor
+    is_text: Tensor
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: slice) -> "TokenStream":
+        return TokenStream(self.ids[index], self.bytes[index], self.chars[index], self.is_text[index])
+
+
+def text_covered(text: str, offsets: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """UTF-8 bytes and characters of `text` each token covers: token j covers the text from the end of the tokens
+    before it to its own end (the last token to the end of the text), so a text's tokens cover it exactly once."""
+    nbytes, nchars, done = [], [], 0
+    for j, (_, end) in enumerate(offsets):
+        end = len(text) if j == len(offsets) - 1 else max(done, end)
+        piece = text[done:end]
+        nbytes.append(len(piece.encode("utf-8")))
+        nchars.append(len(piece))
+        done = end
+    return nbytes, nchars
+
+
+def tokenize_stream(texts: list[str], tokenizer, batch: int = 256) -> TokenStream:
+    """The texts as one `TokenStream` (needs a fast tokenizer: bytes come from its character offsets)."""
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no EOS token to separate texts")
-    return tokenize_into_blocks(texts, tokenizer, 1).flatten()  # blocks of one token: the stream, nothing dropped
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"the tokenizer {type(tokenizer).__name__} is not a fast tokenizer; bits per byte need its "
+                         "character offsets")
+    eos = tokenizer.eos_token_id
+    ids, nbytes, nchars, is_text = [eos], [0], [0], [False]
+    for start in range(0, len(texts), batch):
+        chunk = [t for t in texts[start : start + batch] if t]
+        if not chunk:
+            continue
+        encoded = tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True)
+        for text, token_ids, offsets in zip(chunk, encoded["input_ids"], encoded["offset_mapping"]):
+            b, c = text_covered(text, offsets)
+            ids += [*token_ids, eos]
+            nbytes += [*b, 0]
+            nchars += [*c, 0]
+            is_text += [True] * len(token_ids) + [False]
+    return TokenStream(torch.tensor(ids), torch.tensor(nbytes, dtype=torch.float64),
+                       torch.tensor(nchars, dtype=torch.float64), torch.tensor(is_text))
 
 
-def make_windows(stream: Tensor, window: int, stride: int) -> tuple[Tensor, Tensor]:
-    """Windows of `window` tokens starting every `stride` tokens, and which of their tokens are scored.
+def window_positions(length: int, window: int, stride: int) -> tuple[Tensor, Tensor]:
+    """Stream positions (N, window) of windows of `window` tokens starting every `stride` tokens (-1 pads the last
+    one), and which of their tokens are scored (0/1 weights).
 
     Each token of the stream is scored once, in the first window that holds it with some context: with
     `stride == window` (block-wise) every token but the first of each block; with a smaller stride a window scores only
-    its last tokens, which see at least `window - stride` tokens of context. Returns ids (N, window), right-padded
-    with 0 in the last window, and 0/1 weights (N, window); weight at j means "predict token j from tokens < j".
+    its last tokens, which see at least `window - stride` tokens of context. Weight at j means "predict token j from
+    tokens < j".
     """
     if not 1 <= stride <= window:
         raise ValueError(f"stride={stride} is invalid: must be between 1 and the window of {window} tokens")
-    length = len(stream)
     if length < 2:
         raise ValueError(f"the text split has {length} token(s); at least 2 are needed to score one")
-    ids, weights, scored_until = [], [], 0
+    positions, weights, scored_until = [], [], 0
     for begin in range(0, length, stride):
         end = min(begin + window, length)
-        row = torch.zeros(window, dtype=torch.long)
-        row[: end - begin] = stream[begin:end]
+        row = torch.full((window,), -1, dtype=torch.long)
+        row[: end - begin] = torch.arange(begin, end)
         weight = torch.zeros(window)
-        first = max(scored_until - begin, 1)
-        weight[first : end - begin] = 1.0
-        ids.append(row)
+        weight[max(scored_until - begin, 1) : end - begin] = 1.0
+        positions.append(row)
         weights.append(weight)
         scored_until = end
         if end == length:
             break
-    return torch.stack(ids), torch.stack(weights)
+    return torch.stack(positions), torch.stack(weights)
+
+
+def make_windows(stream: Tensor, window: int, stride: int) -> tuple[Tensor, Tensor]:
+    """Windows of token ids (N, window), right-padded with 0, and their scored-token weights (`window_positions`)."""
+    positions, weights = window_positions(len(stream), window, stride)
+    return _gather(stream, positions, 0), weights
+
+
+def _gather(values: Tensor, positions: Tensor, pad) -> Tensor:
+    out = values[positions.clamp(min=0)]
+    out[positions < 0] = pad
+    return out
 
 
 def token_nll(model, ids: Tensor) -> Tensor:
@@ -91,7 +152,7 @@ def default_icl_positions(window: int) -> tuple[int, int]:
 @torch.no_grad()
 def evaluate_perplexity(
     model,
-    stream: Tensor,
+    stream: TokenStream,
     window: int,
     stride: int | None = None,
     batch_size: int = 8,
@@ -100,9 +161,10 @@ def evaluate_perplexity(
     progress: bool = True,
     num_resamples: int = 1000,
 ) -> dict:
-    """Perplexity `exp(mean token NLL)` over the stream, the mean loss per window position, and the ICL score
-    `loss(late) - loss(early)` (negative when later tokens, with more context, are predicted better), both with
-    bootstrap 90% intervals over windows.
+    """Perplexity `exp(mean token NLL)` over the stream's scored tokens (EOS separators included); bits per byte
+    (character): the NLL of the scored text tokens / the UTF-8 bytes (characters) of the text they cover / ln 2;
+    the mean loss per window position, and the ICL score `loss(late) - loss(early)` (negative when later tokens,
+    with more context, are predicted better), both with bootstrap 90% intervals over windows.
 
     Windows are split over the processes of `accelerator` and gathered with `gather_for_metrics`, so any number of
     processes gives the same numbers. The model is not wrapped (no gradients), only moved to the device.
@@ -118,19 +180,26 @@ def evaluate_perplexity(
     if not 0 < early < late < window:
         raise ValueError(f"icl positions ({early}, {late}) are invalid: need 0 < early < late < window={window}")
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
-    ids, weights = make_windows(stream, window, stride)
-    loader = accelerator.prepare(DataLoader(TensorDataset(ids, weights), batch_size=batch_size))
+    positions, weights = window_positions(len(stream), window, stride)
+    ids = _gather(stream.ids, positions, 0)
+    text_weights = weights * _gather(stream.is_text, positions, False)
+    covered = torch.stack([_gather(stream.bytes, positions, 0), _gather(stream.chars, positions, 0)], -1)
+    loader = accelerator.prepare(DataLoader(TensorDataset(ids, weights, text_weights, covered), batch_size=batch_size))
     model.to(accelerator.device).eval()
-    metric = load_metric("perplexity")
+    metric, bits = load_metric("perplexity"), load_metric("bits_per_byte")
     rows_nll, rows_weight = [], []  # every window's masked losses, for bootstrap intervals over windows
     bar = tqdm(loader, desc="perplexity", disable=not (progress and accelerator.is_local_main_process))
-    for batch_ids, batch_weights in bar:
-        nll = token_nll(model, batch_ids) * batch_weights
-        nll, batch_weights = accelerator.gather_for_metrics((nll, batch_weights))
-        metric.add_batch(nll_sum=nll.double().sum(1).tolist(), num_tokens=batch_weights.double().sum(1).tolist())
+    for batch_ids, batch_weights, batch_text, batch_covered in bar:
+        token_losses = token_nll(model, batch_ids).double()
+        nll, text_nll = token_losses * batch_weights, token_losses * batch_text
+        covered = batch_covered * batch_text[..., None]
+        nll, text_nll, covered, batch_weights = accelerator.gather_for_metrics((nll, text_nll, covered, batch_weights))
+        metric.add_batch(nll_sum=nll.sum(1).tolist(), num_tokens=batch_weights.double().sum(1).tolist())
+        bits.add_batch(text_nll_sum=text_nll.sum(1).tolist(), num_bytes=covered[..., 0].sum(1).tolist(),
+                       num_chars=covered[..., 1].sum(1).tolist())
         rows_nll.append(nll.double().cpu())
         rows_weight.append(batch_weights.double().cpu())
-    overall = metric.compute()
+    overall = {**metric.compute(), **bits.compute()}
     nll, weight = torch.cat(rows_nll), torch.cat(rows_weight)
     scored = weight.sum(0) > 0
     curve = {"mean": [None] * window, "low": [None] * window, "high": [None] * window}
@@ -149,6 +218,11 @@ def evaluate_perplexity(
         "perplexity": overall["perplexity"],
         "mean_nll": overall["mean_nll"],
         "tokens_scored": int(overall["tokens"]),
+        "bits_per_byte": overall["bits_per_byte"],
+        "bits_per_character": overall["bits_per_character"],
+        "text_nll": overall["text_nll"],
+        "bytes_scored": int(overall["bytes"]),
+        "characters_scored": int(overall["characters"]),
         "windows": len(ids),
         "window": window,
         "stride": stride,

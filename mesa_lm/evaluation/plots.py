@@ -90,3 +90,12 @@ def plot_curves(
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
+
+
+def smooth(values: list[float | None], width: int) -> list[float | None]:
+    """Centred moving average, for display of noisy per-position losses (None stays None)."""
+    out = []
+    for i in range(len(values)):
+        window = [v for v in values[max(0, i - width // 2) : i + width // 2 + 1] if v is not None]
+        out.append(sum(window) / len(window) if window and values[i] is not None else None)
+    return out

@@ -83,23 +83,24 @@ class _RunArguments:
             _check_overrides(self.model_overrides)
 
     def _resolve_task_options(self) -> None:
-        """Check the task options against the chosen task and fill the ones not given with the task's defaults;
-        the other tasks' options stay None (an option of another task, given, is a one-line error)."""
+        """Fill the chosen task's options not given with its defaults (checking them); the other tasks' options
+        do not apply to this run and are recorded as None (as before tasks had their own modules, a run may carry
+        them, e.g. a preset's text options on a dynamics run)."""
+        from ..data.tasks import make_task
+
         task = self.make_task()
-        for name in task.option_names():
-            setattr(self, name, getattr(task, name))
+        for name, declared in task_option_fields().items():
+            value = getattr(self, name)
+            if value is not None and name not in task.option_names():  # still a bad value is an error
+                make_task(declared[0][0], **{name: value})
+            setattr(self, name, getattr(task, name, None))
 
     def make_task(self):
-        """The task of this run (`mesa_lm.data.tasks`), built from the options given for it."""
+        """The task of this run (`mesa_lm.data.tasks`), built from its options as given."""
         from ..data.tasks import make_task, task_class
 
         cls = task_class(self.task)
-        given = {name: getattr(self, name) for name in task_option_fields() if getattr(self, name) is not None}
-        own = set(cls.option_names())
-        for name, value in given.items():
-            if name not in own:
-                raise ValueError(f"{name}={value!r} is not an option of task {self.task!r}; its options: "
-                                 f"{', '.join(sorted(own))}")
+        given = {name: getattr(self, name) for name in cls.option_names() if getattr(self, name) is not None}
         if "seed" in cls.__dataclass_fields__:
             given["seed"] = self.seed
         return make_task(self.task, **given)

@@ -98,7 +98,7 @@ def test_process_rows_partition_the_global_batch():
 def test_bad_task_options():
     with pytest.raises(ValueError, match="dynamics='chaotic' is invalid: must be one of 'fully_observed'"):
         DynamicsTask(dynamics="chaotic")
-    with pytest.raises(ValueError, match="tokens is not an option of task 'fewshot_regression'"):
+    with pytest.raises(ValueError, match="tokens='constructed' is invalid: must be one of 'plain'"):
         make_task("fewshot_regression", tokens="constructed")
     with pytest.raises(ValueError, match="seq_len=1 is invalid"):
         make_task("dynamics", seq_len=1)

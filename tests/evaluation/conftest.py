@@ -39,9 +39,13 @@ def lm_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def regression_dir(tmp_path_factory):
+    """A random hybrid regression model with the task it would have been trained on (task.json)."""
+    from mesa_lm.data.tasks import make_task, save_task
+
     folder = tmp_path_factory.mktemp("regression")
     torch.manual_seed(0)
     MesaForCausalRegression(MesaConfig.from_preset("hybrid-mesa", **TINY_REGRESSION)).save_pretrained(folder)
+    save_task(folder, make_task("dynamics", state_dim=4))
     return folder
 
 

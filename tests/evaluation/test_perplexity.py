@@ -22,7 +22,7 @@ def plain_loop_nll(model_dir, text_file, window, stride):
     """Mean NLL by the textbook loop: for each window, score the tokens not scored before, one sequence at a time."""
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    ids = tokenize_stream(load_split(str(text_file))[0], tokenizer)
+    ids = tokenize_stream(load_split(str(text_file))[0], tokenizer).ids
     total, count, done = 0.0, 0, 1  # token 0 has no context
     begin = 0
     while done < len(ids):

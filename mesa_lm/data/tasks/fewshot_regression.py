@@ -27,6 +27,8 @@ class FewShotRegressionTask(SyntheticTask):
     noise_std: float = option(0.01, "label noise std", check=finite_nonnegative())
     input_distribution: str = option("uniform", "inputs x ~ 'uniform' U(-1, 1) or 'normal' N(0, I)",
                                      choices=INPUT_DISTRIBUTIONS)
+    tokens: str = option("plain", "'plain' only: constructed tokens exist for the dynamics task only",
+                         choices=("plain",))
 
     sampler = staticmethod(sample_vector_regression)
 

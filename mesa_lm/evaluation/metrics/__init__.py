@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-METRICS = ("perplexity", "icl_regression_error")
+METRICS = ("perplexity", "bits_per_byte", "icl_regression_error")
 
 
 def metric_path(name: str) -> str:

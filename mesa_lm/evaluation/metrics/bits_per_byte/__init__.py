@@ -1,0 +1,1 @@
+"""An `evaluate` metric folder (see the module of the same name)."""
