@@ -48,7 +48,7 @@ class MQARTask(TokenTask):
                              "disjoint ranges", check=at_least(4))
     seq_len: int = option(64, "sequence length T (tokens)", check=at_least(2))
     num_pairs: int = option(8, "key-value pairs in the context (distinct keys)", check=at_least(1))
-    num_queries: int | None = option(None, "queries per sequence (distinct keys; default: num_pairs)",
+    num_queries: int | None = option(None, "queries per sequence, each a distinct key (None: num_pairs)",
                                      check=at_least(1))
 
     def __post_init__(self) -> None:
