@@ -61,11 +61,17 @@ class TokenStream:
 
 
 def text_covered(text: str, offsets: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
-    """UTF-8 bytes and characters of `text` each token covers: token j covers the text from the end of the tokens
-    before it to its own end (the last token to the end of the text), so a text's tokens cover it exactly once."""
+    """UTF-8 bytes and characters of `text` each token covers: a character belongs to the token that holds its last
+    byte (a character split over tokens, as byte-level BPE splits an emoji, counts once, with the token that
+    completes it), and the text between tokens to the token after it, the end of the text to the last token. So a
+    text's tokens cover it exactly once."""
     nbytes, nchars, done = [], [], 0
     for j, (_, end) in enumerate(offsets):
-        end = len(text) if j == len(offsets) - 1 else max(done, end)
+        if j == len(offsets) - 1:
+            end = len(text)
+        elif offsets[j + 1][0] < end:  # the next token starts inside this one's last character: it completes it
+            end = offsets[j + 1][0]
+        end = max(done, end)
         piece = text[done:end]
         nbytes.append(len(piece.encode("utf-8")))
         nchars.append(len(piece))

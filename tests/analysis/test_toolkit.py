@@ -16,7 +16,7 @@ from mesa_lm.analysis.linearise import linearise
 from mesa_lm.analysis.probes import preconditioned_inputs, probe_errors, shifted_tokens
 from mesa_lm.analysis.weights import block_identity_scales, block_view, head_products
 from mesa_lm.data.dynamics import constructed_tokens, sample_dynamics
-from mesa_lm.data.synthetic import SyntheticTask
+from mesa_lm.data.tasks.dynamics import DynamicsTask
 
 
 def gd1_from_zero(states: torch.Tensor, eta: float) -> torch.Tensor:
@@ -152,7 +152,7 @@ def test_linearise_replaces_a_softmax_layer_and_reports_the_loss_change():
     torch.manual_seed(0)
     config = MesaConfig.from_preset("softmax-7", num_hidden_layers=2, mixer_types=["softmax", "softmax"])
     model = MesaForCausalRegression(config).eval()
-    task = SyntheticTask(seq_len=12)
+    task = DynamicsTask(seq_len=12)
 
     def batches():
         step = 0

@@ -87,3 +87,69 @@ def test_two_processes_equal_one(lm_dir, text_file, tmp_path):
     assert math.isclose(math.log(result["perplexity"]), math.log(one["perplexity"]), rel_tol=tol)
     for a, b in zip(result["loss_per_position"][1:], one["loss_per_position"][1:]):
         assert math.isclose(a, b, rel_tol=tol)
+
+
+UNICODE_TEXT = ("Héllo wörld — the mesa layer solves a ridge regression; 😀 linear attention sums values. "
+                "Ça marche très bien, naïve café. ") * 4
+
+
+def covered_bytes(tokenizer, text: str, ids: list[int]) -> list[int]:
+    """UTF-8 bytes of the characters each token of a byte-level BPE completes (a character counts with the token
+    that holds its last byte), from the token strings (GPT-2's byte <-> character table: printable Latin-1 bytes are
+    themselves, the others are characters 256, 257, ... in byte order) and the text's UTF-8 character boundaries."""
+    printable = {*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)}
+    shifted = [b for b in range(256) if b not in printable]
+    decoder = {**{chr(b): b for b in printable}, **{chr(256 + n): b for n, b in enumerate(shifted)}}
+    token_bytes = [len(bytes(decoder[c] for c in token)) for token in tokenizer.convert_ids_to_tokens(ids)]
+    assert sum(token_bytes) == len(text.encode("utf-8"))
+    boundaries = [0]
+    for char in text:
+        boundaries.append(boundaries[-1] + len(char.encode("utf-8")))
+    covered, end, completed = [], 0, 0
+    for n in token_bytes:
+        end += n
+        last = max(b for b in boundaries if b <= end)  # the last character boundary within this token's bytes
+        covered.append(last - completed)
+        completed = last
+    return covered
+
+
+@pytest.mark.parametrize("scoring", ["block-wise, a block starting inside a character", "every token"])
+def test_bits_per_byte_equal_an_independent_recomputation(lm_dir, tmp_path, scoring):
+    """Sum of NLL over the scored text tokens (from a plain per-window loop) / UTF-8 bytes of the characters they
+    complete (from the byte-level token strings, not the harness's offsets) / ln 2; per character when every token is
+    scored."""
+    path = tmp_path / "text.txt"
+    path.write_text(UNICODE_TEXT, encoding="utf-8")
+    model = AutoModelForCausalLM.from_pretrained(lm_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(lm_dir)
+    text_ids = tokenizer(UNICODE_TEXT, add_special_tokens=False)["input_ids"]
+    token_bytes = covered_bytes(tokenizer, UNICODE_TEXT, text_ids)
+    eos = tokenizer.eos_token_id
+    ids = torch.tensor([eos, *text_ids, eos])  # the stream: EOS, the text's tokens, EOS
+    if scoring == "every token":
+        window, stride = 48, 47
+    else:  # a window whose unscored block starts include a token inside a split character (an emoji's first bytes)
+        window = next(w for w in range(64, 8, -1)
+                      if any(token_bytes[k * w - 1] == 0 for k in range(1, len(text_ids) // w + 1)))
+        stride = None
+    step = stride or window
+    nll_sum, bytes_sum, done, begin = 0.0, 0, 1, 0
+    while done < len(ids):  # each token is scored once, in the first window that holds it with context
+        chunk = ids[begin : begin + window]
+        with torch.no_grad():
+            logp = F.log_softmax(model(chunk[None]).logits[0].double(), -1)
+        for j in range(1, len(chunk)):
+            position = begin + j
+            if position >= done and 1 <= position <= len(text_ids):  # a text token (not an EOS), scored here
+                nll_sum -= logp[j - 1, chunk[j]].item()
+                bytes_sum += token_bytes[position - 1]
+        done = begin + len(chunk)
+        begin += step
+    result = run_perplexity(str(lm_dir), text_file=str(path), window=window, stride=stride, batch_size=4,
+                            progress=False)
+    assert result["bytes_scored"] == bytes_sum
+    assert math.isclose(result["bits_per_byte"], nll_sum / bytes_sum / math.log(2), rel_tol=0, abs_tol=1e-6)
+    if scoring == "every token":  # the whole text, per byte and per character
+        assert bytes_sum == len(UNICODE_TEXT.encode("utf-8")) and result["characters_scored"] == len(UNICODE_TEXT)
+        assert math.isclose(result["bits_per_character"], nll_sum / len(UNICODE_TEXT) / math.log(2), abs_tol=1e-6)

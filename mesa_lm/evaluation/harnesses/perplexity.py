@@ -26,8 +26,8 @@ class PerplexityHarness(Harness):
         """perplexity"""
 
         tokenizer: str | None = harness_option(None, "tokenizer name or folder (default: the checkpoint folder)")
-        text_file: str | None = harness_option(None, "a local text file to score (default: the embedded docstring "
-                                               "corpus)")
+        text_file: str | None = harness_option(None, "a local text file to score (default: the validation file or "
+                                               "dataset of the saved text task, else the embedded docstring corpus)")
         dataset_name: str | None = harness_option(None, "a `datasets` name to score instead (needs it cached offline)")
         dataset_config_name: str | None = harness_option(None, "the dataset's configuration name")
         split: str = harness_option("validation", "split of the dataset or embedded corpus (default: validation)")
@@ -47,6 +47,24 @@ class PerplexityHarness(Harness):
         """Language models (a model trained on a synthetic token task, e.g. recall, has no text tokenizer)."""
         return kind == "causal_lm" and (task is None or task.name == "text")
 
+    def resolve(self, checkpoint: str, options):
+        """Without a text source given, the validation text the model was trained with (its saved task's
+        `validation_file`, or its `datasets` dataset); else the embedded corpus. (A model trained on `--train_file`
+        alone validated on the file's last 5%: pass that text as `--text_file`.)"""
+        from dataclasses import replace
+
+        from ...data.tasks import load_task
+        from ...data.tasks.text import TextTask
+
+        if options.text_file or options.dataset_name:
+            return options
+        task = load_task(checkpoint)
+        if isinstance(task, TextTask) and task.validation_file:
+            return replace(options, text_file=task.validation_file)
+        if isinstance(task, TextTask) and task.dataset_name:
+            return replace(options, dataset_name=task.dataset_name, dataset_config_name=task.dataset_config_name)
+        return options
+
     def run(self, checkpoint: str, options, progress: bool = True) -> dict:
         import torch
         from accelerate import Accelerator
@@ -57,7 +75,7 @@ class PerplexityHarness(Harness):
         launched = int(os.environ.get("WORLD_SIZE", "1"))
         if accelerator.num_processes != launched:
             raise ValueError(f"WORLD_SIZE={launched} but Accelerate runs {accelerator.num_processes} process(es)")
-        values = vars(options).copy()
+        values = vars(self.resolve(checkpoint, options)).copy()
         values["tokenizer_path"] = values.pop("tokenizer")
         return run_perplexity(checkpoint, **values, accelerator=accelerator, progress=progress)
 
