@@ -49,7 +49,7 @@ def compare(models: dict[str, str], harnesses: tuple[str, ...] | None, output_di
     results: dict[str, dict[str, dict]] = {h.name: {} for h in chosen}
     skipped, files = [], []
     for harness, name in tqdm([(h, n) for h in chosen for n in models], desc="compare", disable=not progress):
-        if not harness.applies_to(kinds[name], tasks[name]):
+        if not harness.applies_to(kinds[name], tasks[name], models[name]):
             skipped.append(f"{harness.name} on {name} ({kinds[name]} checkpoint)")
             continue
         result = harness.run(models[name], options.get(harness.name) or harness.Options(), progress=False)

@@ -40,6 +40,8 @@ class MesaLayer(nn.Module):
         self.value_head_dim = config.value_head_dim
         self.qk_norm = config.mesa_qk_norm
         self.chunk_size = config.chunk_size
+        # The solve of whole sequences (`mesa_attention`'s method, cg_tol, cg_max_iter); decoding steps are exact.
+        self.solve = dict(method=config.mesa_solve, cg_tol=config.mesa_cg_tol, cg_max_iter=config.mesa_cg_max_iter)
         self.lambda_type = config.mesa_lambda_type
         self.lambda_init = config.mesa_lambda_init
         self.lambda_lower_bound = config.mesa_lambda_lower_bound
@@ -126,6 +128,7 @@ class MesaLayer(nn.Module):
                 initial_state=state,
                 output_final_state=True,
                 chunk_size=self.chunk_size,
+                **self.solve,
             )
         if layer_cache is not None:
             layer_cache.set("H", H)

@@ -48,6 +48,23 @@ class SyntheticData:
         return batch["inputs"].shape[0] * batch["inputs"].shape[1]
 
 
+class TokenTaskData(SyntheticData):
+    """Batches of a synthetic task on token ids for `MesaForCausalLM` (`input_ids`, `labels` with -100 where
+    nothing is scored, e.g. the recall tasks)."""
+
+    @staticmethod
+    def per_position_loss(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sums (T - 1,) of next-token cross-entropy over the batch at the scored positions, and their counts."""
+        logits = model(input_ids=batch["input_ids"]).logits.float()
+        targets = batch["labels"][:, 1:]
+        losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), targets, reduction="none", ignore_index=-100)
+        scored = (targets != -100).to(losses.dtype)
+        return (losses * scored).sum(0), scored.sum(0)
+
+    def tokens_in(self, batch: dict) -> int:
+        return batch["input_ids"].numel()
+
+
 class TextData:
     """Blocks of token ids for `MesaForCausalLM`, visited in a seeded random order, epoch after epoch."""
 

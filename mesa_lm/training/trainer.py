@@ -35,7 +35,7 @@ from .checkpoints import (
     verify_folder,
     write_json_atomic,
 )
-from .data import SyntheticData, TextData
+from .data import SyntheticData, TextData, TokenTaskData
 from .engines import check_engine_options
 from .optim import make_optimizer_and_schedule
 from .sharded_state import full_tensors, is_sharded, local
@@ -153,13 +153,19 @@ def build_config(args: TrainArguments, task: SyntheticTask | None) -> MesaConfig
         except Exception as error:
             raise ValueError(f"model_name_or_path={args.model_name_or_path!r} has an unreadable config: "
                              f"{(str(error).strip().splitlines() or [type(error).__name__])[0][:200]}")
-        if task is not None and (config.input_dim, config.output_dim) != (task.input_dim, task.output_dim):
+        if task is not None and task.model == "causal_lm" and config.vocab_size != task.vocab_size:
+            raise ValueError(f"model_name_or_path={args.model_name_or_path!r} has a vocabulary of "
+                             f"{config.vocab_size} tokens; the task has vocab_size={task.vocab_size}")
+        if task is not None and task.model == "regression" and (config.input_dim, config.output_dim) != (
+                task.input_dim, task.output_dim):
             raise ValueError(f"model_name_or_path={args.model_name_or_path!r} reads {config.input_dim}-dim inputs "
                              f"and writes {config.output_dim}-dim outputs; the task has {task.input_dim} and "
                              f"{task.output_dim}")
     else:
         overrides = dict(args.model_overrides)
-        if task is not None:
+        if task is not None and task.model == "causal_lm":  # a synthetic task on token ids
+            overrides.update(vocab_size=task.vocab_size)
+        elif task is not None:
             overrides.update(vocab_size=None, input_dim=task.input_dim, output_dim=task.output_dim)
         try:
             if args.model_preset:
@@ -170,22 +176,22 @@ def build_config(args: TrainArguments, task: SyntheticTask | None) -> MesaConfig
             raise ValueError(f"config_overrides {args.model_overrides} are invalid: {error}")
     if task is None:
         length, what = args.block_size, f"block_size={args.block_size}"
-    elif task.name == "dynamics":
-        length, what = task.length, f"seq_len={args.seq_len}"
     else:
-        length, what = task.length, f"num_pairs={args.num_pairs} (prompts of {task.length} positions)"
+        length, what = task.length, task.length_option
     if length > config.max_position_embeddings:
         raise ValueError(f"{what} exceeds the model's max_position_embeddings={config.max_position_embeddings}")
     return config
 
 
 def build_model(args: TrainArguments, config: MesaConfig, tokenizer):
-    if args.task != "text":
+    if args.task != "text" and config.vocab_size is None:
         if args.model_name_or_path:
             return MesaForCausalRegression.from_pretrained(args.model_name_or_path)
         return MesaForCausalRegression(config)
     if args.model_name_or_path:
         return MesaForCausalLM.from_pretrained(args.model_name_or_path)
+    if tokenizer is None:  # a synthetic task on token ids: the task's vocabulary is already in the config
+        return MesaForCausalLM(config)
     config.vocab_size = len(tokenizer)
     config.eos_token_id, config.bos_token_id = tokenizer.eos_token_id, tokenizer.bos_token_id
     config.pad_token_id = tokenizer.pad_token_id
@@ -307,7 +313,8 @@ def prepare(args: TrainArguments, is_main: bool, resume_path: Path | None):
         if tokenizer is not None:
             data = build_text_data(args, tokenizer, texts)
     else:
-        data = SyntheticData(task, args.eval_batches, args.per_device_eval_batch_size)
+        data_class = TokenTaskData if task.model == "causal_lm" else SyntheticData
+        data = data_class(task, args.eval_batches, args.per_device_eval_batch_size)
     set_seed(args.seed)
     model = build_model(args, config, tokenizer) if (task is not None or tokenizer is not None) else None
     return task, config, texts, tokenizer, save_tokenizer, data, model

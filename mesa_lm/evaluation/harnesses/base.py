@@ -73,8 +73,9 @@ class Harness:
     def option_prefix(cls) -> str:
         return (cls.prefix or cls.name) + "."
 
-    def applies_to(self, kind: str, task) -> bool:
-        """Whether it runs on a checkpoint of this kind (`causal_lm`/`regression`) trained on `task` (or None)."""
+    def applies_to(self, kind: str, task, checkpoint: str | None = None) -> bool:
+        """Whether it runs on a checkpoint of this kind (`causal_lm`/`regression`) trained on `task` (or None);
+        `checkpoint` (the folder) for harnesses that need to look at the model's config."""
         return kind == self.needs
 
     def from_task(self, task, checkpoint: str) -> dict[str, Any]:
@@ -89,7 +90,7 @@ class Harness:
         from ..loading import model_kind
 
         task = load_task(checkpoint)
-        if not self.applies_to(model_kind(checkpoint), task):
+        if not self.applies_to(model_kind(checkpoint), task, checkpoint):
             return options  # the run refuses the checkpoint with its own one-line error
         implied = {k: v for k, v in self.from_task(task, checkpoint).items() if getattr(options, k) is None}
         if task is None and implied:

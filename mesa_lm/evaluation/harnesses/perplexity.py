@@ -43,6 +43,10 @@ class PerplexityHarness(Harness):
                                                       metavar=("EARLY", "LATE"))
         max_tokens: int | None = harness_option(None, "score only the first N tokens of the split", type=at_least(2))
 
+    def applies_to(self, kind: str, task, checkpoint: str | None = None) -> bool:
+        """Language models (a model trained on a synthetic token task, e.g. recall, has no text tokenizer)."""
+        return kind == "causal_lm" and (task is None or task.name == "text")
+
     def resolve(self, checkpoint: str, options):
         """Without a text source given, the validation text the model was trained with (its saved task's
         `validation_file`, or its `datasets` dataset); else the embedded corpus. (A model trained on `--train_file`

@@ -18,6 +18,8 @@ GATE_TYPES = ("none", "data")
 FEATURE_MAPS = ("none", "dpfp", "elu+1")
 READ_INS = ("linear", "identity")
 READ_OUTS = ("linear", "slice")
+# How a mesa layer solves (H_t + Lambda) x_t = q_t on full sequences: the `method` of `mesa_attention`.
+MESA_SOLVES = ("auto", "woodbury", "cholesky", "cg")
 
 # How transformers' cache and mask utilities should see each mixer (they validate `layer_types` against a fixed set).
 _LAYER_TYPE_OF_MIXER = {"softmax": "full_attention", "linear": "linear_attention", "mesa": "linear_attention"}
@@ -57,6 +59,12 @@ class MesaConfig(PretrainedConfig):
         mesa_qk_norm / linear_qk_norm: L2-normalise queries and keys per head.
         mesa_conv_size: width of a causal short convolution (with SiLU) on q, k, v; 0 for none.
         mesa_output_norm: per-head RMSNorm on the mesa output ([P3]).
+        mesa_solve: how mesa layers solve for `(H_t + Lambda)^{-1} q_t` on whole sequences (training, scoring,
+            prefill): `auto` (Woodbury without a forget gate, else Cholesky), `woodbury`, `cholesky` (both exact) or
+            `cg` (conjugate gradient). Single-token decoding always solves exactly. To evaluate a saved model with
+            another solve, load it with `config=MesaConfig.from_dict({**saved.to_dict(), "mesa_solve": "cg"})`.
+        mesa_cg_max_iter / mesa_cg_tol: for `cg`, at most this many iterations, stopping once the relative
+            residual is below the tolerance; `None` takes the op's defaults (`2 head_dim + 10`; 1e-5 in float32).
         linear_feature_map: `none`, `dpfp` (with `linear_dpfp_nu`) or `elu+1` on queries and keys.
         linear_gate: a data-dependent forget gate `gamma_t = sigmoid(W x_t + b)` per head.
         chunk_size: chunk length of the chunkwise mesa and linear ops.
@@ -97,6 +105,9 @@ class MesaConfig(PretrainedConfig):
         mesa_qk_norm: bool = False,
         mesa_conv_size: int = 0,
         mesa_output_norm: bool = False,
+        mesa_solve: str = "auto",
+        mesa_cg_max_iter: int | None = None,
+        mesa_cg_tol: float | None = None,
         linear_feature_map: str = "none",
         linear_dpfp_nu: int = 3,
         linear_gate: bool = False,
@@ -144,6 +155,9 @@ class MesaConfig(PretrainedConfig):
         self.mesa_qk_norm = mesa_qk_norm
         self.mesa_conv_size = mesa_conv_size
         self.mesa_output_norm = mesa_output_norm
+        self.mesa_solve = mesa_solve
+        self.mesa_cg_max_iter = mesa_cg_max_iter
+        self.mesa_cg_tol = mesa_cg_tol
         self.linear_feature_map = linear_feature_map
         self.linear_dpfp_nu = linear_dpfp_nu
         self.linear_gate = linear_gate
@@ -221,6 +235,7 @@ class MesaConfig(PretrainedConfig):
             ("linear_feature_map", FEATURE_MAPS),
             ("read_in", READ_INS),
             ("read_out", READ_OUTS),
+            ("mesa_solve", MESA_SOLVES),
         ):
             if getattr(self, field) not in allowed:
                 _fail(field, getattr(self, field), f"allowed values are {allowed}")
@@ -291,6 +306,16 @@ class MesaConfig(PretrainedConfig):
             )
         if not isinstance(self.mesa_conv_size, int) or self.mesa_conv_size < 0 or self.mesa_conv_size == 1:
             _fail("mesa_conv_size", self.mesa_conv_size, "must be 0 (no convolution) or an integer >= 2")
+        if self.mesa_solve == "woodbury" and self.mesa_gate != "none":
+            _fail("mesa_solve", self.mesa_solve, "is exact only without a forget gate (mesa_gate='none'); use "
+                  "'cholesky' or 'cg' with mesa_gate='data'")
+        iters = self.mesa_cg_max_iter
+        if iters is not None and (not isinstance(iters, int) or isinstance(iters, bool) or iters < 1):
+            _fail("mesa_cg_max_iter", iters, "must be an integer >= 1, or None for the op's default (2 head_dim + 10)")
+        tol = self.mesa_cg_tol
+        if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol)
+                                or tol <= 0):
+            _fail("mesa_cg_tol", tol, "must be a finite number > 0, or None for the op's default")
         for field in ("input_dim", "output_dim"):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, int) or value < 1):
