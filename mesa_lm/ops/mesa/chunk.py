@@ -53,15 +53,13 @@ class _Group:
         self.k, self.v = grp.get(k, sl), grp.get(v, sl)
         self.gamma, self.beta = grp.get_gate(gamma, sl), grp.get_gate(beta, sl)
         self.decay = Decay.make(self.gamma, grp.C, cd, k.device)
-        # beta scales each token's contribution to both H and G: fold it into the written keys and values. H and G
-        # share keys and decays: they are scanned as one stacked state S = [H; G] (D + Dv rows), one product each.
+        # beta scales each token's contribution to both H and G: fold it into the written keys and values.
         b = None if self.beta is None else self.beta[..., None]
-        self.kv = torch.cat([self.k, self.v], dim=-1)
-        self.kvb = self.kv if b is None else self.kv * b
-        D = self.k.shape[-1]
-        self.kb, self.vb = self.kvb[..., :D], self.kvb[..., D:]
-        self.states = scan_states(state_deltas(self.k, self.kvb, self.decay.wlast), self.decay.alast, torch.cat([h0, g0], -2))
-        self.hs, self.gs = self.states[..., :D, :], self.states[..., D:, :]  # (G + 1, B, H, D or Dv, D)
+        self.kb = self.k if b is None else self.k * b
+        self.vb = self.v if b is None else self.v * b
+        w, al = self.decay.wlast, self.decay.alast
+        self.hs = scan_states(state_deltas(self.k, self.kb, w), al, h0)  # (G + 1, B, H, D, D)
+        self.gs = scan_states(state_deltas(self.k, self.vb, w), al, g0)  # (G + 1, B, H, Dv, D)
         self.lam = lam
 
     def solver(self, method: str, cg_tol: float, cg_max_iter: int) -> MesaSolver:
@@ -132,7 +130,7 @@ class MesaFunction(torch.autograd.Function):
             dbeta = torch.empty_like(beta) if need_beta else None
             dlam = lam_c.new_zeros(H, D)
             # Gradients with respect to the states at the end of the current group.
-            ds = torch.cat([dh_t, dg_t], dim=-2).to(cd)  # stacked [dH; dG]
+            dh, dg = dh_t.to(cd), dg_t.to(cd)
             later = k.new_zeros(B, H, dtype=cd)  # sum of dc over later groups
             last = len(grp.slices) - 1
             for idx in range(last, -1, -1):
@@ -147,30 +145,30 @@ class MesaFunction(torch.autograd.Function):
                 grp.put(dq, sl, dqg)
                 m = dqg.neg_()  # d loss / d H_t = -dq_t x_t^T: the H part's output gradient is -dq
                 dlam.add_((m * x).sum((0, 1, 3)))  # diagonal of -sum_t dq_t x_t^T
-                # o_t = G_t x_t and p_t = H_t x_t (x held fixed): linear attention with query x over the stacked state
-                # [H; G] (values [beta k, beta v], output gradients [-dq, do]), keys k.
-                mdo = torch.cat([m, dog], dim=-1)
-                dss = scan_state_grads(start_state_grads(mdo, x, a), gr.decay.alast, ds)
-                part = (gr.kvb, mdo, gr.states[:-1], dss[1:])
-                _, dkg, (dkvb,), dcg = linear_backward_group(x, gr.k, [part], a, dec, wlast, False, need_gate)
-                dkb, dvb = dkvb[..., :D], dkvb[..., D:]
+                # o_t = G_t x_t and p_t = H_t x_t (x held fixed): linear attention with query x over G (values
+                # beta v, output gradient do) and over H (values beta k, output gradient -dq), keys k.
+                dgs = scan_state_grads(start_state_grads(dog, x, a), gr.decay.alast, dg)
+                dhs = scan_state_grads(start_state_grads(m, x, a), gr.decay.alast, dh)
+                parts = [(gr.vb, dog, gr.gs[:-1], dgs[1:]), (gr.kb, m, gr.hs[:-1], dhs[1:])]
+                _, dkg, (dvb, dkb), dcg = linear_backward_group(x, gr.k, parts, a, dec, wlast, False, need_gate)
                 # Route the gradients of the written values beta v, beta k to v, k and beta.
                 if gr.beta is not None:
                     if need_beta:
-                        grp.put_gate(dbeta, sl, (dkvb * gr.kv).sum(-1))
-                    dkvb.mul_(gr.beta[..., None])
+                        grp.put_gate(dbeta, sl, (dvb * gr.v).sum(-1).add_((dkb * gr.k).sum(-1)))
+                    dvb.mul_(gr.beta[..., None])
+                    dkb.mul_(gr.beta[..., None])
                 grp.put(dk, sl, dkg.add_(dkb))
                 grp.put(dv, sl, dvb)
                 if need_gate:
                     if idx == last:
                         # The final states decay with every gate: d loss / d c_T gains tr(dS_T^T S_T).
-                        dcg[-1, ..., -1] += (ds * gr.states[-1]).sum((-1, -2))
+                        dcg[-1, ..., -1] += (dg * gr.gs[-1]).sum((-1, -2)) + (dh * gr.hs[-1]).sum((-1, -2))
                     dlog, later = log_gate_grads(dcg, later)
                     grp.put_gate(dgamma, sl, dlog / gr.gamma)
-                ds = dss[0]
+                dh, dg = dhs[0], dgs[0]
             dlam = (dlam.sum(-1) if lam.ndim == 1 else dlam).to(lam.dtype) if need[3] else None
-            dh0 = _sym(ds[..., :D, :]).to(h0_dtype) if h0_dtype is not None else None
-            dg0 = ds[..., D:, :].to(g0_dtype) if g0_dtype is not None else None
+            dh0 = _sym(dh).to(h0_dtype) if h0_dtype is not None else None
+            dg0 = dg.to(g0_dtype) if g0_dtype is not None else None
         return dq, dk, dv, dlam, dgamma, dbeta, dh0, dg0, None, None, None, None
 
 
