@@ -37,6 +37,8 @@ from .preconditioner import DecayedRegulariserSolve
 Tensor = torch.Tensor
 
 METHODS = ("auto", "woodbury", "cholesky", "cg", "cg_exact")
+# Positions per (batch, head) that CG solves at once (bounds the memory of its vectors).
+CG_TOKENS = 64
 # `cg_exact` stops where the relative residual reaches float rounding, CG_EXACT_ROUNDING eps.
 CG_EXACT_ROUNDING = 4.0
 # `cg_exact` takes the Woodbury preconditioner where no chunk decays by more than this (condition number <= its
@@ -107,11 +109,21 @@ class MesaSolver:
     def solve(self, b: Tensor) -> Tensor:
         if self.method == "woodbury":
             return self._woodbury(b)
-        if self.method == "cg":
-            return self._cg(b)
-        if self.method == "cg_exact":
-            return self._cg_exact(b)
+        if self.method in ("cg", "cg_exact"):
+            return self._in_parts(b)
         return self._per_position(b)
+
+    def _in_parts(self, b: Tensor) -> Tensor:
+        """CG on CG_TOKENS positions at a time: its half-dozen vectors per position are the largest temporaries."""
+        x = torch.empty_like(b)
+        for sl in chunk_groups(b.shape[0], b.shape[3], CG_TOKENS):
+            beta = None if self.beta is None else self.beta[sl]
+            part = MesaSolver(self.method, self.h[sl], self.k[sl], self.kb[sl], beta, self.lam, self.decay.sub(sl),
+                              self.cg_tol, self.cg_max_iter)  # fmt: skip
+            x[sl] = part._cg(b[sl]) if self.method == "cg" else part._cg_exact(b[sl])
+            self.iterations += part.iterations
+            self.direct_chunks += part.direct_chunks
+        return x
 
     def _per_position(self, b: Tensor, chunks: Tensor | None = None) -> Tensor:
         """`cholesky` for all chunks of the group, or only for the chunk indices `chunks` (then b holds those)."""
