@@ -17,14 +17,9 @@ from __future__ import annotations
 import torch
 
 from ..chunking import Decay
+from .triangular import lower_inverse
 
 Tensor = torch.Tensor
-
-
-def _lower_inverse(m: Tensor) -> Tensor:
-    chol = torch.linalg.cholesky_ex(m)[0]
-    eye = torch.eye(m.shape[-1], dtype=m.dtype, device=m.device)
-    return torch.linalg.solve_triangular(chol, eye.expand_as(m), upper=False)
 
 
 class DecayedRegulariserSolve:
@@ -38,14 +33,14 @@ class DecayedRegulariserSolve:
         G, B, H, C, D = k.shape
         a = k.new_ones(G, B, H, C) if decay.a is None else decay.a
         abar = (a[..., 0] * a[..., -1]).sqrt()  # (G, B, H)
-        li = _lower_inverse(abar[..., None, None] * h + torch.diag_embed(lam))  # R = (abar H_n + Lambda)^{-1} = li^T li
+        li = lower_inverse(abar[..., None, None] * h + torch.diag_embed(lam))  # R = (abar H_n + Lambda)^{-1} = li^T li
         coef = abar[..., None] / a if beta is None else abar[..., None] * beta / a  # abar beta_i / a_i
         w = li @ (coef.sqrt()[..., None] * k).transpose(-1, -2)  # (G, B, H, D, C): li U^T
         gram = w.transpose(-1, -2) @ w  # U R U^T
         gram.diagonal(dim1=-2, dim2=-1).add_(1.0)
         # k^T R k of the scaled keys: how far they reach beyond the base (Woodbury's float32 accuracy falls beyond 3).
         self.reach = gram.diagonal(dim1=-2, dim2=-1).amax(-1) - 1.0  # (G, B, H)
-        self.lai = _lower_inverse(gram)  # A = I + U R U^T = L_A L_A^T
+        self.lai = lower_inverse(gram)  # A = I + U R U^T = L_A L_A^T
         # [R; U R] in one (D + C, D) matrix: one product gives both R b and U R b.
         self.ru = torch.cat([li.transpose(-1, -2) @ li, w.transpose(-1, -2) @ li], dim=-2)
         self.rut = li.transpose(-1, -2) @ w  # R U^T, (D, C)

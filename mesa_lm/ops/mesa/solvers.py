@@ -33,6 +33,7 @@ import torch
 
 from ..chunking import Decay, chunk_groups, scale
 from .preconditioner import DecayedRegulariserSolve
+from .triangular import lower_inverse
 
 Tensor = torch.Tensor
 
@@ -53,17 +54,6 @@ WOODBURY_REACH = 3.0
 REFINE_REACH = 1e3
 # The per-position solve widens to float64 where a diagonal entry of H_t + Lambda exceeds this multiple of Lambda's.
 WIDE_RATIO = 1e4
-
-
-def _eye(n: int, like: Tensor) -> Tensor:
-    return torch.eye(n, dtype=like.dtype, device=like.device)
-
-
-def _lower_inverse(m: Tensor) -> Tensor:
-    """L^{-1} of the Cholesky factor L of SPD matrices m (..., n, n). cholesky_ex: no host sync on error checks;
-    the matrices are positive definite whenever H0 is PSD and Lambda > 0."""
-    chol = torch.linalg.cholesky_ex(m)[0]
-    return torch.linalg.solve_triangular(chol, _eye(m.shape[-1], m).expand_as(m), upper=False)
 
 
 def spd_solve(m: Tensor, b: Tensor) -> Tensor:
@@ -138,12 +128,12 @@ class MesaSolver:
         """li = L^{-1} (R = li^T li), w = li K^T, lai = L_A^{-1} for A = I + w^T w; computed once per solver."""
         if self._factors is None:
             ks = self.k if self.beta is None else self.k * self.beta[..., None].sqrt()
-            li = _lower_inverse(self.h + torch.diag_embed(self.lam))  # R = (H_n + Lambda)^{-1} = li^T li
+            li = lower_inverse(self.h + torch.diag_embed(self.lam))  # R = (H_n + Lambda)^{-1} = li^T li
             w = li @ ks.transpose(-1, -2)  # (D, C): A = I + w^T w = I + K R K^T
             gram = _identity_plus_gram(w)
             # k_i^T R k_i = diag(A) - 1: how far the chunk's keys reach beyond Lambda (see the module docstring).
             self.reach = gram.diagonal(dim1=-2, dim2=-1).amax(-1) - 1.0  # (G, B, H)
-            self._factors = li, w, _lower_inverse(gram)
+            self._factors = li, w, lower_inverse(gram)
         return self._factors
 
     def _woodbury_apply(self, b: Tensor) -> Tensor:
