@@ -229,11 +229,11 @@ class MesaSolver:
         a system not converged in 2 D + 10 iterations, where H_t outgrows Lambda (the per-position solve widens to
         float64) or, for the Woodbury preconditioner, where keys reach far beyond its base (its float32 solve loses
         digits) are solved per position: the result is always that of an exact solve."""
+        if torch.compiler.is_compiling():  # CG's choices and stopping test read values back (graph breaks)
+            return self._per_position(b)
         tol, max_iter = CG_EXACT_ROUNDING * torch.finfo(b.dtype).eps, 2 * b.shape[-1] + 10
         a = self.decay.a
         use_woodbury = a is None or bool((a[..., 0] / a[..., -1]).amax() <= WOODBURY_CG_RANGE)
-        if torch.compiler.is_compiling():  # no value read-backs: no choices, no fallback
-            return self._woodbury_cg(b, tol, max_iter)[0]
         if use_woodbury:
             x, active = self._woodbury_cg(b, tol, max_iter)
             bad = active.flatten(1).any(1) | (self._preconditioner().reach.flatten(1).amax(1) > WOODBURY_REACH)
