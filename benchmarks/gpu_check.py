@@ -124,7 +124,8 @@ def bench_ops(cfg: dict, device: torch.device, budget: Budget, skipped: list[str
                         break
                 group = []
                 for kind, fns in calls.items():
-                    row = {"op": kind, "precision": precision, "B": B, "H": H, "D": D, "T": T, "runs": len(times[kind]["fwd"])}
+                    row = {"op": kind, "precision": precision, "B": B, "H": H, "D": D, "T": T}
+                    row["runs"] = len(times[kind]["fwd"])
                     for which in ("fwd", "fwd_bwd"):
                         row[f"{which}_ms"] = statistics.median(times[kind][which])
                     fns["clear_grads"]()
@@ -213,7 +214,8 @@ def ops_table(rows: list[dict]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['op']} | {r['precision']} | {r['D']} | {r['T']} | {r['fwd_ms']:.2f} | {fmt(r['fwd_ratio_sdpa'], '.2f')} "
+            f"| {r['op']} | {r['precision']} | {r['D']} | {r['T']} | {r['fwd_ms']:.2f} "
+            f"| {fmt(r['fwd_ratio_sdpa'], '.2f')} "
             f"| {r['fwd_bwd_ms']:.2f} | {fmt(r['fwd_bwd_ratio_sdpa'], '.2f')} | {fmt(r['peak_mib'])} | {r['runs']} |"
         )
     return "\n".join(lines)
@@ -226,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=None,
                    help=f"seconds for the timed parts (default {FULL['budget_s']:.0f}; smoke {SMOKE['budget_s']:.0f})")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's own; 1 in the smoke form on CPU, robust to a busy machine)")
+                   help="torch CPU threads (default: torch's own; 1 for the smoke form on CPU, robust to a busy CPU)")
     p.add_argument("--skip", nargs="+", default=[], choices=["checks", "ops", "model"], help="parts to leave out")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON of every row (default benchmarks/results/gpu_check-<device>[-smoke].json)")  # fmt: skip

@@ -68,9 +68,12 @@ def llama_twin(config, length: int):
     )
 
 
-def training_step(model: torch.nn.Module, ids: torch.Tensor, autocast_dtype: torch.dtype | None) -> Callable[[], torch.Tensor]:
+def training_step(
+    model: torch.nn.Module, ids: torch.Tensor, autocast_dtype: torch.dtype | None
+) -> Callable[[], torch.Tensor]:
     """A function running one step (forward, cross-entropy loss, backward, AdamW step, zeroed gradients) on `ids`
-    and returning the (detached) loss; under autocast to `autocast_dtype` when given (parameters and optimizer stay float32)."""
+    and returning the (detached) loss; under autocast to `autocast_dtype` when given (parameters and optimizer stay
+    float32)."""
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     device_type = ids.device.type

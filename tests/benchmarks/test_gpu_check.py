@@ -1,4 +1,4 @@
-"""The smoke form of the prepared GPU run (`benchmarks/gpu_check.py --device cpu`): it runs, and what it prints holds."""
+"""The smoke form of the prepared GPU run (`benchmarks/gpu_check.py --device cpu`): it runs and its figures hold."""
 
 import json
 import math
