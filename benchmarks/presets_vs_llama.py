@@ -168,12 +168,14 @@ def profile_step(name: str, length: int, batch: int, device: torch.device, top: 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", nargs="+", default=DEFAULT_PRESETS, help=f"model or text-run presets (default {' '.join(DEFAULT_PRESETS)})")
+    p.add_argument("--presets", nargs="+", default=DEFAULT_PRESETS,
+                   help=f"model or text-run presets (default {' '.join(DEFAULT_PRESETS)})")
     p.add_argument("--lengths", nargs="+", type=int, default=[512, 2048], help="sequence lengths T (default 512 2048)")
     p.add_argument("--tokens-per-step", type=int, default=4096, help="batch x T of every step (default 4096)")
     p.add_argument("--rounds", type=int, default=7, help="timed steps of each model per length (default 7)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own, 2 on 2 cores)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default cuda if available)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default cuda if available)")
     p.add_argument("--autocast", default=None, choices=["bfloat16"], help="train under bf16 autocast (default float32)")
     p.add_argument("--profile", action="store_true", help="afterwards, profile one step of each preset at each length")
     p.add_argument("--out", type=Path, default=None, help="write the rows and the machine as JSON here")
