@@ -191,6 +191,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             preset_config(name, max(a.lengths))
         except ValueError as error:
             p.exit(2, f"presets_vs_llama.py: --presets: {error}\n")
+    if a.device not in ("cpu", "cuda") and not a.device.startswith("cuda:"):
+        p.exit(2, f"presets_vs_llama.py: --device {a.device!r} is not supported; use cpu or cuda\n")
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        p.exit(2, f"presets_vs_llama.py: --device {a.device} but torch sees no CUDA device\n")
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
