@@ -184,8 +184,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if a.tokens_per_step < 1 or bad:
         p.exit(2, f"presets_vs_llama.py: --lengths {bad} must be positive and divide --tokens-per-step "
                   f"{a.tokens_per_step}\n")  # fmt: skip
-    if a.rounds < 1 or (a.threads is not None and a.threads < 1):
-        p.exit(2, f"presets_vs_llama.py: --rounds {a.rounds} and --threads {a.threads} must be >= 1\n")
+    for option, value in (("--rounds", a.rounds), ("--threads", a.threads)):
+        if value is not None and value < 1:
+            p.exit(2, f"presets_vs_llama.py: {option} {value} must be >= 1\n")
     for name in a.presets:
         try:
             preset_config(name, max(a.lengths))
