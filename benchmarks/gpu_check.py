@@ -4,8 +4,8 @@
     python benchmarks/gpu_check.py --device cpu                                          # no GPU: smoke form, seconds
 
 Three parts, each printing a Markdown table for docs/benchmarks.md:
-  1. reference checks: softmax (SDPA), linear, gated linear, mesa ungated (Woodbury), mesa gated exact (Cholesky) and
-     mesa gated CG at a small ragged shape, in float32 and in bf16 autocast: the output and the gradient of every
+  1. reference checks: softmax (SDPA), linear, gated linear, mesa ungated (Woodbury), mesa gated exact (Cholesky),
+     mesa gated CG and the gated default (method 'auto', the layer's own path) at a small ragged shape, in float32 and in bf16 autocast: the output and the gradient of every
      input against the float64 reference on the same device (`reference_check.py`).
   2. ops: forward and forward+backward time of the same ops at B = 4, H = 4, D = 64, T = 1k, 4k, 16k, in bf16 autocast
      (bf16 q, k, v; the linear and mesa ops keep their states and solves in float32) and in float32, with ratios to
@@ -40,7 +40,7 @@ import reference_check  # noqa: E402
 from measure import peak_memory_mb  # noqa: E402
 from presets_vs_llama import DEFAULT_PRESETS, compare_at_length  # noqa: E402
 from presets_vs_llama import markdown_table as model_table  # noqa: E402
-from run import machine_info, op_call, op_inputs, timed  # noqa: E402
+from run import machine_info, timed  # noqa: E402
 
 PRECISIONS = ["bfloat16", "float32"]
 
@@ -145,13 +145,13 @@ def bench_ops(cfg: dict, device: torch.device, budget: Budget, skipped: list[str
 def op_calls(kind: str, B: int, T: int, H: int, D: int, dtype: torch.dtype, device: torch.device) -> dict:
     """The calls of op `kind` on fresh inputs, under bf16 autocast for bf16 inputs: fwd (no grad), fwd+bwd, and
     fwd+bwd without clearing the gradients first (for the memory peak: clear_grads runs before, outside it)."""
-    args = op_inputs(kind, B, T, H, D, dtype, device)
+    args = reference_check.inputs(kind, B, T, H, D, dtype, device)
     leaves = [t.requires_grad_() for t in args.values()]
     autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
 
     def fwd():
         with torch.no_grad(), torch.autocast(**autocast):
-            op_call(kind, args, D)
+            reference_check.call(kind, args, D)
 
     def clear_grads():
         for t in leaves:
@@ -159,7 +159,7 @@ def op_calls(kind: str, B: int, T: int, H: int, D: int, dtype: torch.dtype, devi
 
     def fwd_bwd_fresh():
         with torch.autocast(**autocast):
-            out = op_call(kind, args, D)
+            out = reference_check.call(kind, args, D)
         out.float().sum().backward()
 
     def fwd_bwd():

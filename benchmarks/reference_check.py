@@ -16,9 +16,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import op_call, op_inputs  # noqa: E402
 
-from mesa_lm.ops import linear_attention_naive, mesa_attention_naive  # noqa: E402
+from mesa_lm.ops import linear_attention_naive, mesa_attention, mesa_attention_naive  # noqa: E402
 
-# The ops checked, by their row names in run.py's ops table (the sequential reference is itself a reference).
+# The ops checked, by their row names in run.py's ops table (the sequential reference is itself a reference), and the
+# gated layer's default method (what MesaLayer calls), whichever path that is in this checkout.
+GATED_DEFAULT = "mesa gated default (method='auto')"
 CHECKED_OPS = [
     "softmax (SDPA)",
     "linear chunked",
@@ -26,7 +28,20 @@ CHECKED_OPS = [
     "mesa chunked",
     "mesa gated chunked (cholesky)",
     "mesa gated chunked (cg)",
+    GATED_DEFAULT,
 ]
+
+
+def inputs(name: str, B: int, T: int, H: int, D: int, dtype: torch.dtype, device: torch.device, seed: int = 0):
+    """run.py's inputs of the op `name` (L2-normalised q and k, gates near [P3]'s initialisation)."""
+    kind = "mesa gated chunked (cholesky)" if name == GATED_DEFAULT else name
+    return op_inputs(kind, B, T, H, D, dtype, device, seed)
+
+
+def call(name: str, args: dict, chunk: int) -> torch.Tensor:
+    if name == GATED_DEFAULT:
+        return mesa_attention(**args, chunk_size=chunk)
+    return op_call(name, args, chunk)
 
 # Largest relative Frobenius error allowed, (output, gradients), per precision. float32: the test suite's limits
 # (tests/ops: 1e-4 for outputs, 1e-3 for gradients); CG solves to relative residual 1e-5, inside them.
@@ -63,13 +78,13 @@ def check_op(kind: str, precision: str, shape: tuple[int, int, int, int], chunk:
     shape = (B, T, H, D). The loss is <o, w> for a fixed random w, so that every gradient is a generic one."""
     B, T, H, D = shape
     dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
-    base = op_inputs(kind, B, T, H, D, torch.float64, device, seed=3)
+    base = inputs(kind, B, T, H, D, torch.float64, device, seed=3)
     # The op's inputs: q, k, v (and the gates) in its precision; Lambda stays float32 (a parameter under autocast).
     mine = {n: t.to(torch.float32 if n == "lam" else dtype).detach().requires_grad_() for n, t in base.items()}
     ref_in = {n: t.detach().double().requires_grad_() for n, t in mine.items()}
     w = torch.randn(B, T, H, D, generator=torch.Generator().manual_seed(4), dtype=torch.float64).to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-        out = op_call(kind, mine, chunk)
+        out = call(kind, mine, chunk)
     (out.double() * w).sum().backward()
     ref = reference(kind, ref_in)
     (ref * w).sum().backward()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ["softmax (SDPA)", "linear chunked", "linear gated chunked", "mesa chunked", "mesa gated chunked (cholesky)",
-       "mesa gated chunked (cg)"]  # fmt: skip
+       "mesa gated chunked (cg)", "mesa gated default (method='auto')"]  # fmt: skip
 
 
 def test_smoke_form_checks_every_op_and_times_ops_and_models(tmp_path):
@@ -52,6 +52,6 @@ def test_smoke_form_checks_every_op_and_times_ops_and_models(tmp_path):
         assert math.isfinite(r["first_loss"]) and math.isfinite(r["llama_first_loss"])
 
     # The Markdown tables for docs/benchmarks.md are printed.
-    assert "12 of 12 pass" in run.stdout
+    assert "14 of 14 pass" in run.stdout
     for header in ("| op | precision | output error |", "| op | precision | D | T |", "| preset | precision | T |"):
         assert header in run.stdout
