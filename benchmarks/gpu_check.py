@@ -1,6 +1,6 @@
 """The prepared GPU run of issue 14: op and model benchmarks on CUDA, and every op checked against float64 there.
 
-    python benchmarks/gpu_check.py --out $OUT/gpu_check.json | tee $OUT/gpu_check.md    # CUDA: 7 minutes or less
+    python benchmarks/gpu_check.py --out $OUT/gpu_check.json | tee $OUT/gpu_check.md    # CUDA: about 6-7 minutes
     python benchmarks/gpu_check.py --device cpu                                          # no GPU: smoke form, seconds
 
 Three parts, each printing a Markdown table for docs/benchmarks.md:
@@ -47,7 +47,7 @@ PRECISIONS = ["bfloat16", "float32"]
 # The full (CUDA) form and the smoke form: shapes, repeats and the time budget of the timed parts.
 FULL = dict(
     check_shape=(2, 100, 2, 32), check_chunk=32, batch=4, heads=4, dims=[64], lengths=[1024, 4096, 16384], repeats=10,
-    model_lengths=[1024, 4096, 16384], tokens_per_step=16384, rounds=5, model_overrides={}, budget_s=360.0,
+    model_lengths=[1024, 4096, 16384], tokens_per_step=16384, rounds=5, model_overrides={}, budget_s=300.0,
 )  # fmt: skip
 SMOKE = dict(
     check_shape=(2, 21, 2, 8), check_chunk=8, batch=1, heads=2, dims=[8], lengths=[16, 32], repeats=2,
@@ -106,7 +106,7 @@ def bench_ops(cfg: dict, device: torch.device, budget: Budget, skipped: list[str
                         calls[kind]["fwd"]()
                         calls[kind]["fwd_bwd"]()
                         last[kind] = (T, time.perf_counter() - t0)
-                    except torch.OutOfMemoryError:
+                    except torch.cuda.OutOfMemoryError:
                         skipped.append(f"ops {kind} {precision} D={D} T={T}: out of memory")
                         print(f"  skipped: {skipped[-1]}", flush=True)
                         del calls[kind], times[kind]
@@ -190,7 +190,7 @@ def bench_models(cfg: dict, device: torch.device, budget: Budget, skipped: list[
                     DEFAULT_PRESETS, T, batch, cfg["rounds"], device, autocast, seconds=share,
                     overrides=cfg["model_overrides"], log=lambda s: print(s, flush=True),
                 )  # fmt: skip
-            except torch.OutOfMemoryError:
+            except torch.cuda.OutOfMemoryError:
                 skipped.append(f"model {precision} T={T}: out of memory")
                 print(f"  skipped: {skipped[-1]}", flush=True)
                 torch.cuda.empty_cache()
