@@ -49,6 +49,7 @@ from mesa_lm.ops import (  # noqa: E402
 OP_ROWS = {
     "softmax (SDPA)": "causal softmax attention, torch SDPA (the baseline of every ratio)",
     "mesa chunked": "mesa, no gates, exact Woodbury chunked path (method='woodbury', the default without gamma)",
+    "mesa gated chunked (cg_exact)": "mesa with gamma and beta, exact CG to float rounding (method='cg_exact', the default)",
     "mesa gated chunked (cholesky)": "mesa with gamma and beta, exact per-position Cholesky (method='cholesky')",
     "mesa gated chunked (cg)": "mesa with gamma and beta, conjugate gradient to relative residual 1e-5 (method='cg')",
     "mesa sequential reference": "mesa_attention_naive: loop over t carrying H_t, G_t, one torch.linalg.solve per step",
@@ -112,6 +113,8 @@ def op_call(kind: str, args: dict, chunk_size: int):
         return softmax_attention(args["q"], args["k"], args["v"])
     if kind == "mesa chunked":
         return mesa_attention(**args, chunk_size=chunk_size, method="woodbury")
+    if kind == "mesa gated chunked (cg_exact)":
+        return mesa_attention(**args, chunk_size=chunk_size, method="cg_exact")
     if kind == "mesa gated chunked (cholesky)":
         return mesa_attention(**args, chunk_size=chunk_size, method="cholesky")
     if kind == "mesa gated chunked (cg)":

@@ -79,7 +79,7 @@ def test_linear_steps_match_reference(gated):
         linear_attention_step(**_time_slice(x, 0, 2, None))
 
 
-@pytest.mark.parametrize("method", ["woodbury", "cholesky", "cg"])
+@pytest.mark.parametrize("method", ["woodbury", "cholesky", "cg", "cg_exact"])
 def test_mesa_bf16_autocast(method):
     """Under bf16 autocast the states and solves stay float32: finite, and within 2e-2 of float32, with gradients."""
     gated = method != "woodbury"
@@ -113,7 +113,7 @@ def test_linear_bf16_autocast():
     assert all(torch.isfinite(p.grad).all() for p in lin.parameters())
 
 
-@pytest.mark.parametrize("method", ["woodbury", "cholesky", "cg"])
+@pytest.mark.parametrize("method", ["woodbury", "cholesky", "cg", "cg_exact"])
 def test_mesa_saves_no_per_position_matrices(method):
     """The backward keeps O(T D) per head: x, the inputs, and states at group boundaries only (no T x D x D)."""
     B, T, H, D = 1, 512, 2, 16

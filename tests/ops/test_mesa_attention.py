@@ -59,7 +59,7 @@ CASES = [
 
 def methods(gated: bool) -> list[str]:
     """The solve methods that apply: Woodbury is exact only without a forget gate."""
-    return ["cholesky", "cg"] if gated else ["woodbury", "cholesky", "cg"]
+    return ["cholesky", "cg", "cg_exact"] if gated else ["woodbury", "cholesky", "cg", "cg_exact"]
 
 
 def method_kwargs(method: str, dtype: torch.dtype) -> dict:
@@ -170,7 +170,7 @@ def test_state_carry_equals_full_sequence():
     assert rel_err(st2[0], st_full[0]) <= 1e-12 and rel_err(st2[1], st_full[1]) <= 1e-12
 
 
-@pytest.mark.parametrize("impl", ["cholesky", "cg", "naive"])
+@pytest.mark.parametrize("impl", ["cholesky", "cg", "cg_exact", "naive"])
 @pytest.mark.parametrize("lam_kind", ["diag", "scalar"])
 def test_gradcheck(impl, lam_kind, small_groups):
     """float64 gradcheck of every input, gates and initial state included (T = 5 over chunks of 2: ragged)."""

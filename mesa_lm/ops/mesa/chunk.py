@@ -198,7 +198,9 @@ def mesa_attention(
     method: how x_t = (H_t + Lambda)^{-1} q_t is solved (see `solvers.py`): `woodbury` (exact, no forget gate: one
     C x C Cholesky per chunk), `cholesky` (exact, any gates: one D x D Cholesky per position), `cg` (conjugate
     gradient to relative residual `cg_tol`, at most `cg_max_iter` iterations, default 1e-5 (1e-12 in float64) and
-    2 D + 10), or `auto` = `woodbury` without gamma, else `cholesky`.
+    2 D + 10), `cg_exact` (exact, any gates: conjugate gradient to float rounding, preconditioned by a per-chunk
+    Woodbury solve where gates stay near 1, chunks it cannot finish solved as `cholesky` does), or
+    `auto` = `woodbury` without gamma, else `cg_exact`.
     Memory: saves x, k, v, the gates and the states at chunk boundaries; works on a bounded group of chunks at a time.
     For one decoding step, `mesa_attention_step` does the same in O(D^3) per head.
     """
@@ -208,7 +210,7 @@ def mesa_attention(
     if method not in METHODS:
         raise ValueError(f"{fn}: method is {method!r}; expected one of {METHODS}")
     if method == "auto":
-        method = "woodbury" if gamma is None else "cholesky"
+        method = "woodbury" if gamma is None else "cg_exact"
     if method == "woodbury" and gamma is not None:
         raise ValueError(
             f"{fn}: method 'woodbury' is exact only without a forget gate (Lambda is not decayed); "

@@ -16,6 +16,12 @@ solver answers the forward (b = q) and the backward (b = G^T do: the matrix is s
 - `cholesky` (exact, any gates): materialise H_t for a few positions at a time and factor each (O(D^3) per position);
   in float64 where H_t outgrows Lambda by WIDE_RATIO (float32 rounding of H_t would swamp Lambda), and by LU where
   rounding has left a matrix indefinite.
+- `cg_exact` (exact, any gates, the gated default): conjugate gradient run until the residual is at float rounding
+  (relative CG_EXACT_ROUNDING eps), preconditioned by `preconditioner.DecayedRegulariserSolve` (a per-chunk Woodbury
+  solve of the matrix with Lambda decayed too; condition number <= sqrt of the chunk's decay) where every chunk of
+  the group decays by at most WOODBURY_CG_RANGE, else by Jacobi. Chunks with a system not converged in 2 D + 10
+  iterations, or where float32 would lose digits (as for `woodbury` and `cholesky`), take the per-position solve,
+  so the result is as accurate as `cholesky`'s; `iterations` and `direct_chunks` count what ran.
 - `cg` (iterative, any gates): Jacobi-preconditioned conjugate gradient from the Jacobi start x = b / diag, every
   position its own system, stopped per system when ||r|| <= tol ||b|| (finished systems are masked, not guarded by
   epsilons); each matrix product is a gated linear-attention pass with the keys as values.
@@ -26,10 +32,19 @@ from __future__ import annotations
 import torch
 
 from ..chunking import Decay, chunk_groups, scale
+from .preconditioner import DecayedRegulariserSolve
+from .triangular import lower_inverse
 
 Tensor = torch.Tensor
 
-METHODS = ("auto", "woodbury", "cholesky", "cg")
+METHODS = ("auto", "woodbury", "cholesky", "cg", "cg_exact")
+# Positions per (batch, head) that CG solves at once (bounds the memory of its vectors).
+CG_TOKENS = 64
+# `cg_exact` stops where the relative residual reaches float rounding, CG_EXACT_ROUNDING eps.
+CG_EXACT_ROUNDING = 4.0
+# `cg_exact` takes the Woodbury preconditioner where no chunk decays by more than this (condition number <= its
+# square root, about 6 iterations to float32 rounding); beyond it Jacobi (cheaper iterations, data-dependent count).
+WOODBURY_CG_RANGE = 2.0
 # Positions per (batch, head) whose (D, D) matrices the per-position method holds at once.
 CHOLESKY_TOKENS = 64
 # Woodbury's accuracy in float32 against a direct solve depends on how far a chunk's keys reach beyond the state and
@@ -39,17 +54,6 @@ WOODBURY_REACH = 3.0
 REFINE_REACH = 1e3
 # The per-position solve widens to float64 where a diagonal entry of H_t + Lambda exceeds this multiple of Lambda's.
 WIDE_RATIO = 1e4
-
-
-def _eye(n: int, like: Tensor) -> Tensor:
-    return torch.eye(n, dtype=like.dtype, device=like.device)
-
-
-def _lower_inverse(m: Tensor) -> Tensor:
-    """L^{-1} of the Cholesky factor L of SPD matrices m (..., n, n). cholesky_ex: no host sync on error checks;
-    the matrices are positive definite whenever H0 is PSD and Lambda > 0."""
-    chol = torch.linalg.cholesky_ex(m)[0]
-    return torch.linalg.solve_triangular(chol, _eye(m.shape[-1], m).expand_as(m), upper=False)
 
 
 def spd_solve(m: Tensor, b: Tensor) -> Tensor:
@@ -87,15 +91,29 @@ class MesaSolver:
         self.method, self.h, self.k, self.kb, self.beta, self.lam, self.decay = method, h, k, kb, beta, lam, decay
         self.cg_tol, self.cg_max_iter = cg_tol, cg_max_iter
         self.iterations = 0  # CG iterations run (for diagnostics and benchmarks)
+        self.direct_chunks = 0  # chunks `cg_exact` handed to the per-position solve
         self._factors: tuple[Tensor, Tensor, Tensor] | None = None
+        self._pre: DecayedRegulariserSolve | None = None
         self.reach: Tensor | None = None
 
     def solve(self, b: Tensor) -> Tensor:
         if self.method == "woodbury":
             return self._woodbury(b)
-        if self.method == "cg":
-            return self._cg(b)
+        if self.method in ("cg", "cg_exact"):
+            return self._in_parts(b)
         return self._per_position(b)
+
+    def _in_parts(self, b: Tensor) -> Tensor:
+        """CG on CG_TOKENS positions at a time: its half-dozen vectors per position are the largest temporaries."""
+        x = torch.empty_like(b)
+        for sl in chunk_groups(b.shape[0], b.shape[3], CG_TOKENS):
+            beta = None if self.beta is None else self.beta[sl]
+            part = MesaSolver(self.method, self.h[sl], self.k[sl], self.kb[sl], beta, self.lam, self.decay.sub(sl),
+                              self.cg_tol, self.cg_max_iter)  # fmt: skip
+            x[sl] = part._cg(b[sl]) if self.method == "cg" else part._cg_exact(b[sl])
+            self.iterations += part.iterations
+            self.direct_chunks += part.direct_chunks
+        return x
 
     def _per_position(self, b: Tensor, chunks: Tensor | None = None) -> Tensor:
         """`cholesky` for all chunks of the group, or only for the chunk indices `chunks` (then b holds those)."""
@@ -110,12 +128,12 @@ class MesaSolver:
         """li = L^{-1} (R = li^T li), w = li K^T, lai = L_A^{-1} for A = I + w^T w; computed once per solver."""
         if self._factors is None:
             ks = self.k if self.beta is None else self.k * self.beta[..., None].sqrt()
-            li = _lower_inverse(self.h + torch.diag_embed(self.lam))  # R = (H_n + Lambda)^{-1} = li^T li
+            li = lower_inverse(self.h + torch.diag_embed(self.lam))  # R = (H_n + Lambda)^{-1} = li^T li
             w = li @ ks.transpose(-1, -2)  # (D, C): A = I + w^T w = I + K R K^T
             gram = _identity_plus_gram(w)
             # k_i^T R k_i = diag(A) - 1: how far the chunk's keys reach beyond Lambda (see the module docstring).
             self.reach = gram.diagonal(dim1=-2, dim2=-1).amax(-1) - 1.0  # (G, B, H)
-            self._factors = li, w, _lower_inverse(gram)
+            self._factors = li, w, lower_inverse(gram)
         return self._factors
 
     def _woodbury_apply(self, b: Tensor) -> Tensor:
@@ -169,17 +187,86 @@ class MesaSolver:
         inter = scale(p @ self.h, self.decay.a)
         return inter.add_((p @ self.k.transpose(-1, -2)).mul_(self.decay.dec) @ self.kb).addcmul_(p, self.lam[:, None])
 
-    def _cg(self, b: Tensor) -> Tensor:
+    def _preconditioner(self) -> DecayedRegulariserSolve:
+        if self._pre is None:
+            self._pre = DecayedRegulariserSolve(self.h, self.k, self.beta, self.lam, self.decay)
+        return self._pre
+
+    def _woodbury_cg(self, b: Tensor, tol: float, max_iter: int) -> tuple[Tensor, Tensor]:
+        """CG on P_t^{-1} M_t x_t = P_t^{-1} b_t, P_t from `DecayedRegulariserSolve`. With M_t = P_t + s_t Lambda the
+        operator is I + s_t P_t^{-1} Lambda: self-adjoint and positive definite in the inner product u^T Lambda v, so CG
+        runs in that inner product and needs one preconditioner solve per iteration and no product with M_t. Every
+        position is its own system, stopped when ||r||_Lambda <= tol ||P_t^{-1} b_t||_Lambda (finished systems take
+        zero steps: no 0 / 0). Returns x and the mask of systems still active."""
+        pre = self._preconditioner()
+        lam = self.lam[:, None]  # (H, 1, D)
+        r = pre(b)
+        x = torch.zeros_like(r)
+        p = r.clone()
+        rr = (r * lam * r).sum(-1, keepdim=True)
+        stop = rr * tol**2
+        active = rr > stop
+        for _ in range(max_iter):
+            if not bool(active.any()):
+                break
+            self.iterations += 1
+            lp = p * lam
+            tp = pre(lp).mul_(pre.shift).add_(p)
+            ptp = (lp * tp).sum(-1, keepdim=True)
+            alpha = torch.where(active, rr / torch.where(active, ptp, 1.0), 0.0)
+            x.addcmul_(alpha, p)
+            r.addcmul_(alpha, tp, value=-1.0)
+            rr_new = (r * lam * r).sum(-1, keepdim=True)
+            beta = torch.where(active, rr_new / torch.where(active, rr, 1.0), 0.0)
+            p = r + beta * p
+            rr = torch.where(active, rr_new, rr)
+            active = rr > stop
+        return x, active
+
+    def _cg_exact(self, b: Tensor) -> Tensor:
+        """`cg_exact`: CG to float rounding, by `_woodbury_cg` where every chunk of the group decays by at most
+        WOODBURY_CG_RANGE (its iteration count is then bounded whatever H and Lambda), else by `_jacobi_cg`. Chunks with
+        a system not converged in 2 D + 10 iterations, where H_t outgrows Lambda (the per-position solve widens to
+        float64) or, for the Woodbury preconditioner, where keys reach far beyond its base (its float32 solve loses
+        digits) are solved per position: the result is always that of an exact solve."""
+        if torch.compiler.is_compiling():  # CG's choices and stopping test read values back (graph breaks)
+            return self._per_position(b)
+        tol, max_iter = CG_EXACT_ROUNDING * torch.finfo(b.dtype).eps, 2 * b.shape[-1] + 10
+        a = self.decay.a
+        use_woodbury = a is None or bool((a[..., 0] / a[..., -1]).amax() <= WOODBURY_CG_RANGE)
+        if use_woodbury:
+            x, active = self._woodbury_cg(b, tol, max_iter)
+            bad = active.flatten(1).any(1) | (self._preconditioner().reach.flatten(1).amax(1) > WOODBURY_REACH)
+        else:
+            x, active = self._jacobi_cg(b, tol, max_iter)
+            bad = active.flatten(1).any(1)
+        if b.dtype != torch.float64:
+            bad |= self._diagonals().flatten(1).amax(1) > WIDE_RATIO * self.lam.amin()
+        direct = bad.nonzero().flatten()
+        self.direct_chunks += direct.numel()
+        if direct.numel():
+            x[direct] = self._per_position(b[direct], direct)
+        return x
+
+    def _diagonals(self) -> Tensor:
+        """The diagonals of H_t + Lambda, (G, B, H, C, D)."""
         hdiag = scale(self.h.diagonal(dim1=-2, dim2=-1)[..., None, :], self.decay.a)  # (G, B, H, C or 1, D)
-        minv = 1.0 / (hdiag + self.decay.dec @ (self.kb * self.k) + self.lam[:, None])  # Jacobi preconditioner, > 0
+        return hdiag + self.decay.dec @ (self.kb * self.k) + self.lam[:, None]
+
+    def _cg(self, b: Tensor) -> Tensor:
+        return self._jacobi_cg(b, self.cg_tol, self.cg_max_iter)[0]
+
+    def _jacobi_cg(self, b: Tensor, tol: float, max_iter: int) -> tuple[Tensor, Tensor]:
+        """Jacobi-preconditioned CG from x = b / diag; returns x and the mask of systems not yet converged."""
+        minv = 1.0 / self._diagonals()  # Jacobi preconditioner, > 0
         x = b * minv
         r = b - self._matvec(x)
         z = r * minv
         p = z
         rz = (r * z).sum(-1, keepdim=True)
-        stop = (self.cg_tol * b.norm(dim=-1, keepdim=True)).square()
-        for _ in range(self.cg_max_iter):
-            active = r.square().sum(-1, keepdim=True) > stop
+        stop = (tol * b.norm(dim=-1, keepdim=True)).square()
+        active = r.square().sum(-1, keepdim=True) > stop
+        for _ in range(max_iter):
             if not bool(active.any()):
                 break
             self.iterations += 1
@@ -194,8 +281,8 @@ class MesaSolver:
             beta = torch.where(active, rz_new / torch.where(active, rz, 1.0), 0.0)
             p = z.addcmul_(beta, p)
             rz = torch.where(active, rz_new, rz)
-        return x
-
+            active = r.square().sum(-1, keepdim=True) > stop
+        return x, active
 
 def _identity_plus_gram(w: Tensor) -> Tensor:
     """I + w^T w for w (..., D, C)."""
