@@ -12,7 +12,7 @@ Sections:
           included).
   model   one training step (forward, loss, backward, AdamW) of a softmax-only MesaForCausalLM against transformers'
           LlamaForCausalLM of the same architecture (SwiGLU, RMSNorm, RoPE, no bias, tied embeddings, SDPA), as
-          tokens per second.
+          tokens per second. (`presets_vs_llama.py` does the same for the presets, mesa layers included.)
 Not part of the test suite. Times are medians over --repeats runs after a warm-up run.
 """
 
@@ -313,11 +313,13 @@ def bench_decode(a: argparse.Namespace, device: torch.device, dtype: torch.dtype
 
 
 def bench_model(a: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
-    """Tokens per second of one training step: softmax-only MesaForCausalLM vs LlamaForCausalLM, same architecture."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """Tokens per second of one training step: softmax-only MesaForCausalLM vs LlamaForCausalLM, same architecture.
+    (The presets, mesa layers included, against their Llama twins: `presets_vs_llama.py`.)"""
+    from transformers import LlamaForCausalLM
 
     from mesa_lm.models.mesa import MesaConfig
     from mesa_lm.models.mesa.modeling_mesa import MesaForCausalLM
+    from model_step import llama_twin, training_step
 
     V, hidden, layers, heads, inter = 8192, 256, 4, 4, 688
     B, T = a.model_batch, a.model_len
@@ -326,28 +328,14 @@ def bench_model(a: argparse.Namespace, device: torch.device, dtype: torch.dtype)
         mlp_type="swiglu", norm_type="rmsnorm", position_type="rope", use_bias=False, tie_word_embeddings=True,
         intermediate_size=inter, norm_eps=1e-5, rope_theta=10000.0, max_position_embeddings=max(1024, T),
     )  # fmt: skip
-    llama_cfg = LlamaConfig(
-        vocab_size=V, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, hidden_act="silu", rms_norm_eps=1e-5,
-        tie_word_embeddings=True, attention_bias=False, mlp_bias=False, max_position_embeddings=max(1024, T),
-        attn_implementation="sdpa",
-    )  # fmt: skip
     torch.manual_seed(0)
-    models = {"MesaForCausalLM (softmax)": MesaForCausalLM(mesa_cfg), "LlamaForCausalLM": LlamaForCausalLM(llama_cfg)}
+    models = {
+        "MesaForCausalLM (softmax)": MesaForCausalLM(mesa_cfg),
+        "LlamaForCausalLM": LlamaForCausalLM(llama_twin(mesa_cfg, T)),
+    }
     ids = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(2)).to(device)
-    steps = {}
-    for name, model in models.items():
-        model.to(device).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step(model=model, opt=opt):
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                loss = model(input_ids=ids, labels=ids, use_cache=False).loss
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        steps[name] = step
+    autocast = None if dtype == torch.float32 else dtype
+    steps = {name: training_step(model.to(device), ids, autocast) for name, model in models.items()}
     out = {"batch": B, "length": T, "params": {n: sum(p.numel() for p in m.parameters()) for n, m in models.items()}}
     # Interleave the two models' runs so that drifting machine load hits both alike.
     times = {name: [] for name in steps}
