@@ -435,8 +435,9 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
         step_loss = torch.zeros((), device=accelerator.device)
         for micro in range(accum):
             batch = data.train_batch(step, micro, accum, accelerator.process_index, world, per_device)
-            tokens_this_run += data.tokens_in(batch) * world
-            meter.add_tokens(data.tokens_in(batch))
+            tokens = data.tokens_in(batch)
+            tokens_this_run += tokens * world
+            meter.add_tokens(tokens)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             # gradients are averaged across processes only on the last micro-batch
             sync = accelerator.no_sync(model) if micro < accum - 1 else contextlib.nullcontext()
