@@ -15,25 +15,55 @@ from mesa_lm.ops.mesa.preconditioner import DecayedRegulariserSolve
 
 from .test_mesa_attention import make_inputs, rel_err
 
-# WOODBURY_CG_RANGE values that force each preconditioner: every chunk decays by more than 0, none by more than inf.
-BRANCHES = {"woodbury": float("inf"), "jacobi": 0.0}
+# (WOODBURY_CG_RANGE, JACOBI_CHUNK) that force each path: every chunk decays by more than 0, none by more than inf;
+# Jacobi CG on whole chunks, or on sub-chunks of 2 positions (with the tests' chunks of 4, two per chunk).
+BRANCHES = {"woodbury": (float("inf"), 16), "jacobi": (0.0, 1024), "jacobi-subchunks": (0.0, 2)}
 
 
 @pytest.fixture(params=list(BRANCHES))
 def branch(request, monkeypatch):
-    monkeypatch.setattr(solvers, "WOODBURY_CG_RANGE", BRANCHES[request.param])
+    woodbury_range, jacobi_chunk = BRANCHES[request.param]
+    monkeypatch.setattr(solvers, "WOODBURY_CG_RANGE", woodbury_range)
+    monkeypatch.setattr(solvers, "JACOBI_CHUNK", jacobi_chunk)
     monkeypatch.setattr(chunking, "GROUP_TOKENS", 8)  # groups of two chunks: the passes cross group boundaries
     return request.param
 
 
 @pytest.mark.parametrize(
-    "T,C,lam_kind,init", [(11, 4, "diag", True), (12, 4, "scalar", False), (1, 4, "diag", True), (9, 1, "diag", True)]
+    "T,C,lam_kind,init",
+    [(11, 4, "diag", True), (12, 4, "scalar", False), (1, 4, "diag", True), (9, 1, "diag", True),
+     (21, 8, "diag", True), (13, 6, "scalar", True)],
 )
-def test_matches_reference_float64(branch, T, C, lam_kind, init):
+def test_matches_reference_float64(branch, T, C, lam_kind, init, monkeypatch):
+    calls = []
+    subchunks = solvers.MesaSolver._subchunks
+    monkeypatch.setattr(solvers.MesaSolver, "_subchunks", lambda self, m: calls.append(m) or subchunks(self, m))
     x = make_inputs(T=T, gated=True, lam_kind=lam_kind, init=init, seed=40)
     o, (h, g) = mesa_attention(**x, output_final_state=True, chunk_size=C, method="cg_exact")
     o_ref, (h_ref, g_ref) = mesa_attention_naive(**x, output_final_state=True)
     assert rel_err(o, o_ref) <= 1e-10 and rel_err(h, h_ref) <= 1e-12 and rel_err(g, g_ref) <= 1e-12
+    # The sub-chunk path ran exactly where its chunks divide into sub-chunks of 2.
+    assert bool(calls) == (branch == "jacobi-subchunks" and min(C, T) > 2 and min(C, T) % 2 == 0)
+
+
+@pytest.mark.parametrize("gated", [True, False])
+@pytest.mark.parametrize("jacobi_chunk", [2, 4, 1024])
+def test_tolerance_cg_on_subchunks_matches_reference(gated, jacobi_chunk, monkeypatch):
+    """`cg` (Jacobi CG to a tolerance) on sub-chunks of 2 or 4 positions, or whole chunks of 8, with and without
+    gates: at float64 tolerance it is the reference, outputs and gradients."""
+    monkeypatch.setattr(solvers, "JACOBI_CHUNK", jacobi_chunk)
+    monkeypatch.setattr(chunking, "GROUP_TOKENS", 16)
+    x = make_inputs(T=27, gated=gated, init=True, seed=43)
+    leaves = {n: t.clone().requires_grad_() for n, t in x.items() if isinstance(t, torch.Tensor)}
+    ref_leaves = {n: t.detach().clone().requires_grad_() for n, t in leaves.items()}
+    o = mesa_attention(**leaves, initial_state=x["initial_state"], chunk_size=8, method="cg", cg_max_iter=200)
+    o_ref = mesa_attention_naive(**ref_leaves, initial_state=x["initial_state"])
+    assert rel_err(o, o_ref) <= 1e-10
+    w = torch.randn_like(o)
+    (o * w).sum().backward()
+    (o_ref * w).sum().backward()
+    for n in leaves:
+        assert rel_err(leaves[n].grad, ref_leaves[n].grad) <= 1e-9, n
 
 
 def test_gradcheck(branch):
@@ -43,14 +73,15 @@ def test_gradcheck(branch):
 
     def f(q, k, v, lam, gamma, beta, h0, g0):
         o, (h, g) = mesa_attention(
-            q, k, v, lam, gamma, beta, (h0, g0), output_final_state=True, chunk_size=2, method="cg_exact"
+            q, k, v, lam, gamma, beta, (h0, g0), output_final_state=True, chunk_size=4, method="cg_exact"
         )
         return o, h, g
 
     assert torch.autograd.gradcheck(f, leaves)
 
 
-def test_float32_as_accurate_as_a_direct_solve(branch):
+@pytest.mark.parametrize("C", [16, 64])
+def test_float32_as_accurate_as_a_direct_solve(branch, C):
     """Language-model inputs (unit keys, diagonal Lambda = I): within 2x of the float32 direct solve's error."""
     gen = torch.Generator().manual_seed(42)
     B, T, H, D = 2, 80, 2, 16
@@ -60,7 +91,7 @@ def test_float32_as_accurate_as_a_direct_solve(branch):
              beta=0.5 + 0.5 * torch.rand(B, T, H, generator=gen))  # fmt: skip
     ref = mesa_attention_naive(**{n: t.double() for n, t in x.items()})
     floor = (mesa_attention_naive(**x).double() - ref).norm() / ref.norm()
-    err = (mesa_attention(**x, chunk_size=16, method="cg_exact").double() - ref).norm() / ref.norm()
+    err = (mesa_attention(**x, chunk_size=C, method="cg_exact").double() - ref).norm() / ref.norm()
     assert err <= 2 * floor + 10 * torch.finfo(torch.float32).eps
 
 

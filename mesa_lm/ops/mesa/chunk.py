@@ -93,16 +93,12 @@ class MesaFunction(torch.autograd.Function):
             hc = q.new_empty(len(grp.slices), B, H, D, D, dtype=cd)
             gc = q.new_empty(len(grp.slices), B, H, Dv, D, dtype=cd)
             iterations = 0
+            ctx_opts = (chunk_size, method, cg_tol, cg_max_iter)
             for i, sl in enumerate(grp.slices):
                 hc[i], gc[i] = h, g
-                gr = _Group(grp, sl, k, v, gamma, beta, lam_c, h, g)
-                solver = gr.solver(method, cg_tol, cg_max_iter)
-                x = solver.solve(grp.get(q, sl))
-                iterations += solver.iterations
-                grp.put(o, sl, linear_forward_group(x, gr.k, gr.vb, gr.gs[:-1], gr.decay.a, gr.decay.dec))
-                if keep:
-                    xs[sl] = x
-                h, g = gr.hs[-1].clone(), gr.gs[-1].clone()
+                # One function call per group: its temporaries are freed before the next group's are made.
+                h, g, its = _forward_group(grp, sl, q, (k, v, gamma, beta, lam_c, h, g), o, xs, ctx_opts)
+                iterations += its
         ctx.save_for_backward(xs, k, v, lam, gamma, beta, hc, gc)
         ctx.opts = (chunk_size, method, cg_tol, cg_max_iter)
         ctx.dtypes = (q.dtype, None if h0 is None else h0.dtype, None if g0 is None else g0.dtype)
@@ -132,44 +128,74 @@ class MesaFunction(torch.autograd.Function):
             # Gradients with respect to the states at the end of the current group.
             dh, dg = dh_t.to(cd), dg_t.to(cd)
             later = k.new_zeros(B, H, dtype=cd)  # sum of dc over later groups
+            grads = (dq, dk, dv, dgamma, dbeta, dlam)
             last = len(grp.slices) - 1
             for idx in range(last, -1, -1):
-                sl = grp.slices[idx]
-                gr = _Group(grp, sl, k, v, gamma, beta, lam_c, hc[idx], gc[idx])
-                a, dec, wlast = gr.decay.a, gr.decay.dec, gr.decay.wlast
-                x, dog = xs[sl], grp.get(do, sl)
-                # r_t = G_t^T do_t, then dq_t = (H_t + Lambda)^{-1} r_t (the same symmetric matrix as the forward).
-                r = query_grad_group(dog, gr.k, gr.vb, gr.gs[:-1], a, dec)
-                dqg = gr.solver(method, cg_tol, cg_max_iter).solve(r)
-                del r
-                grp.put(dq, sl, dqg)
-                m = dqg.neg_()  # d loss / d H_t = -dq_t x_t^T: the H part's output gradient is -dq
-                dlam.add_((m * x).sum((0, 1, 3)))  # diagonal of -sum_t dq_t x_t^T
-                # o_t = G_t x_t and p_t = H_t x_t (x held fixed): linear attention with query x over G (values
-                # beta v, output gradient do) and over H (values beta k, output gradient -dq), keys k.
-                dgs = scan_state_grads(start_state_grads(dog, x, a), gr.decay.alast, dg)
-                dhs = scan_state_grads(start_state_grads(m, x, a), gr.decay.alast, dh)
-                parts = [(gr.vb, dog, gr.gs[:-1], dgs[1:]), (gr.kb, m, gr.hs[:-1], dhs[1:])]
-                _, dkg, (dvb, dkb), dcg = linear_backward_group(x, gr.k, parts, a, dec, wlast, False, need_gate)
-                # Route the gradients of the written values beta v, beta k to v, k and beta.
-                if gr.beta is not None:
-                    if need_beta:
-                        grp.put_gate(dbeta, sl, (dvb * gr.v).sum(-1).add_((dkb * gr.k).sum(-1)))
-                    dvb.mul_(gr.beta[..., None])
-                    dkb.mul_(gr.beta[..., None])
-                grp.put(dk, sl, dkg.add_(dkb))
-                grp.put(dv, sl, dvb)
-                if need_gate:
-                    if idx == last:
-                        # The final states decay with every gate: d loss / d c_T gains tr(dS_T^T S_T).
-                        dcg[-1, ..., -1] += (dg * gr.gs[-1]).sum((-1, -2)) + (dh * gr.hs[-1]).sum((-1, -2))
-                    dlog, later = log_gate_grads(dcg, later)
-                    grp.put_gate(dgamma, sl, dlog / gr.gamma)
-                dh, dg = dhs[0], dgs[0]
+                # One function call per group: its temporaries are freed before the next group's are made.
+                dh, dg, later = _backward_group(
+                    grp, grp.slices[idx], (k, v, gamma, beta, lam_c, hc[idx], gc[idx]), xs, do, (dh, dg), later,
+                    grads, ctx.opts, idx == last,
+                )
             dlam = (dlam.sum(-1) if lam.ndim == 1 else dlam).to(lam.dtype) if need[3] else None
             dh0 = _sym(dh).to(h0_dtype) if h0_dtype is not None else None
             dg0 = dg.to(g0_dtype) if g0_dtype is not None else None
         return dq, dk, dv, dlam, dgamma, dbeta, dh0, dg0, None, None, None, None
+
+
+def _forward_group(grp: Groups, sl: slice, q, inputs, o, xs, opts) -> tuple[Tensor, Tensor, int]:
+    """The forward of one group of chunks: writes its outputs (and x, if xs is given) and returns the states at its
+    end and the solver's iteration count."""
+    _, method, cg_tol, cg_max_iter = opts
+    gr = _Group(grp, sl, *inputs)
+    solver = gr.solver(method, cg_tol, cg_max_iter)
+    x = solver.solve(grp.get(q, sl))
+    grp.put(o, sl, linear_forward_group(x, gr.k, gr.vb, gr.gs[:-1], gr.decay.a, gr.decay.dec))
+    if xs is not None:
+        xs[sl] = x
+    return gr.hs[-1].clone(), gr.gs[-1].clone(), solver.iterations
+
+
+def _backward_group(grp: Groups, sl: slice, inputs, xs, do, dstate, later, grads, opts, is_last: bool):
+    """The backward of one group of chunks (see the module docstring): writes its slices of the input gradients
+    and returns the gradients with respect to the states at its start and the running sum of dc."""
+    k, v, gamma, beta, lam_c, h0, g0 = inputs
+    dq, dk, dv, dgamma, dbeta, dlam = grads
+    _, method, cg_tol, cg_max_iter = opts
+    dh, dg = dstate
+    gr = _Group(grp, sl, k, v, gamma, beta, lam_c, h0, g0)
+    a, dec, wlast = gr.decay.a, gr.decay.dec, gr.decay.wlast
+    x, dog = xs[sl], grp.get(do, sl)
+    # r_t = G_t^T do_t, then dq_t = (H_t + Lambda)^{-1} r_t (the same symmetric matrix as the forward).
+    r = query_grad_group(dog, gr.k, gr.vb, gr.gs[:-1], a, dec)
+    dqg = gr.solver(method, cg_tol, cg_max_iter).solve(r)
+    del r
+    grp.put(dq, sl, dqg)
+    m = dqg.neg_()  # d loss / d H_t = -dq_t x_t^T: the H part's output gradient is -dq
+    dlam.add_((m * x).sum((0, 1, 3)))  # diagonal of -sum_t dq_t x_t^T
+    # o_t = G_t x_t and p_t = H_t x_t (x held fixed): linear attention with query x over G (values
+    # beta v, output gradient do) and over H (values beta k, output gradient -dq), keys k.
+    dgs = scan_state_grads(start_state_grads(dog, x, a), gr.decay.alast, dg)
+    dhs = scan_state_grads(start_state_grads(m, x, a), gr.decay.alast, dh)
+    parts = [(gr.vb, dog, gr.gs[:-1], dgs[1:]), (gr.kb, m, gr.hs[:-1], dhs[1:])]
+    need_gate = dgamma is not None
+    _, dkg, (dvb, dkb), dcg = linear_backward_group(x, gr.k, parts, a, dec, wlast, False, need_gate)
+    del parts, m, dog
+    # Route the gradients of the written values beta v, beta k to v, k and beta.
+    if gr.beta is not None:
+        if dbeta is not None:
+            grp.put_gate(dbeta, sl, (dvb * gr.v).sum(-1).add_((dkb * gr.k).sum(-1)))
+        dvb.mul_(gr.beta[..., None])
+        dkb.mul_(gr.beta[..., None])
+    grp.put(dk, sl, dkg.add_(dkb))
+    grp.put(dv, sl, dvb)
+    if need_gate:
+        if is_last:
+            # The final states decay with every gate: d loss / d c_T gains tr(dS_T^T S_T).
+            dcg[-1, ..., -1] += (dg * gr.gs[-1]).sum((-1, -2)) + (dh * gr.hs[-1]).sum((-1, -2))
+        dlog, later = log_gate_grads(dcg, later)
+        grp.put_gate(dgamma, sl, dlog / gr.gamma)
+    # Copies, not views: a view would keep this group's (G + 1) state gradients alive.
+    return dhs[0].clone(), dgs[0].clone(), later
 
 
 def mesa_attention(

@@ -38,13 +38,19 @@ from .triangular import lower_inverse
 Tensor = torch.Tensor
 
 METHODS = ("auto", "woodbury", "cholesky", "cg", "cg_exact")
-# Positions per (batch, head) that CG solves at once (bounds the memory of its vectors).
-CG_TOKENS = 64
+# CG solves groups of chunks of about this many vector entries at once (positions x batch x heads x D): larger
+# parts mean fewer, larger operations per iteration, smaller ones bound the memory of its vectors and states and keep
+# them in cache (measured on the reference CPU: 256 positions per (batch, head) at D = 32, B H = 16, and 128 at D = 64).
+CG_ELEMENTS = 2**17
 # `cg_exact` stops where the relative residual reaches float rounding, CG_EXACT_ROUNDING eps.
 CG_EXACT_ROUNDING = 4.0
 # `cg_exact` takes the Woodbury preconditioner where no chunk decays by more than this (condition number <= its
 # square root, about 6 iterations to float32 rounding); beyond it Jacobi (cheaper iterations, data-dependent count).
 WOODBURY_CG_RANGE = 2.0
+# Jacobi CG works on sub-chunks of this many positions (when they divide the chunk): a product with M_t costs
+# D^2 + 2 C D per position for chunks of C, so shorter chunks make each iteration cheaper; their start states cost
+# one (D, D) product per sub-chunk, once per solve.
+JACOBI_CHUNK = 16
 # Positions per (batch, head) whose (D, D) matrices the per-position method holds at once.
 CHOLESKY_TOKENS = 64
 # Woodbury's accuracy in float32 against a direct solve depends on how far a chunk's keys reach beyond the state and
@@ -95,6 +101,7 @@ class MesaSolver:
         self._factors: tuple[Tensor, Tensor, Tensor] | None = None
         self._pre: DecayedRegulariserSolve | None = None
         self.reach: Tensor | None = None
+        self.diagonal_peak: Tensor | None = None  # largest diagonal entry of H_t + Lambda per chunk, set by Jacobi CG
 
     def solve(self, b: Tensor) -> Tensor:
         if self.method == "woodbury":
@@ -104,9 +111,10 @@ class MesaSolver:
         return self._per_position(b)
 
     def _in_parts(self, b: Tensor) -> Tensor:
-        """CG on CG_TOKENS positions at a time: its half-dozen vectors per position are the largest temporaries."""
+        """CG on a few chunks at a time (about CG_ELEMENTS vector entries): its vectors are the largest temporaries."""
         x = torch.empty_like(b)
-        for sl in chunk_groups(b.shape[0], b.shape[3], CG_TOKENS):
+        _, B, H, C, D = b.shape
+        for sl in chunk_groups(b.shape[0], C, max(C, CG_ELEMENTS // (B * H * D))):
             beta = None if self.beta is None else self.beta[sl]
             part = MesaSolver(self.method, self.h[sl], self.k[sl], self.kb[sl], beta, self.lam, self.decay.sub(sl),
                               self.cg_tol, self.cg_max_iter)  # fmt: skip
@@ -182,10 +190,16 @@ class MesaSolver:
                 return spd_solve(self._matrices(sl, torch.float64), b.double()).to(b.dtype)
         return spd_solve(hs, b)
 
-    def _matvec(self, p: Tensor) -> Tensor:
-        """(H_t + Lambda) p_t for every position (H_n symmetric: p H_n = (H_n p)^T)."""
-        inter = scale(p @ self.h, self.decay.a)
-        return inter.add_((p @ self.k.transpose(-1, -2)).mul_(self.decay.dec) @ self.kb).addcmul_(p, self.lam[:, None])
+    def _matvec(self, p: Tensor, out: Tensor | None = None) -> Tensor:
+        """(H_t + Lambda) p_t for every position (H_n symmetric: p H_n = (H_n p)^T), into `out` if given."""
+        out = torch.matmul(p, self.h, out=out)
+        out = out if out.is_contiguous() else out.contiguous()
+        if self.decay.a is not None:
+            out.mul_(self.decay.a[..., None])  # a_t H_n p_t
+        inner = (p @ self.k.transpose(-1, -2)).mul_(self.decay.dec)  # [t, i] = dec[t, i] (k_i . p_t)
+        C, D = p.shape[-2:]
+        out.view(-1, C, D).baddbmm_(inner.view(-1, C, C), self.kb.reshape(-1, C, D))
+        return out.addcmul_(p, self.lam[:, None])
 
     def _preconditioner(self) -> DecayedRegulariserSolve:
         if self._pre is None:
@@ -238,10 +252,11 @@ class MesaSolver:
             x, active = self._woodbury_cg(b, tol, max_iter)
             bad = active.flatten(1).any(1) | (self._preconditioner().reach.flatten(1).amax(1) > WOODBURY_REACH)
         else:
-            x, active = self._jacobi_cg(b, tol, max_iter)
+            x, active = self._fine_jacobi_cg(b, tol, max_iter)
             bad = active.flatten(1).any(1)
         if b.dtype != torch.float64:
-            bad |= self._diagonals().flatten(1).amax(1) > WIDE_RATIO * self.lam.amin()
+            peak = self._diagonals().flatten(1).amax(1) if use_woodbury else self.diagonal_peak
+            bad |= peak > WIDE_RATIO * self.lam.amin()
         direct = bad.nonzero().flatten()
         self.direct_chunks += direct.numel()
         if direct.numel():
@@ -254,35 +269,105 @@ class MesaSolver:
         return hdiag + self.decay.dec @ (self.kb * self.k) + self.lam[:, None]
 
     def _cg(self, b: Tensor) -> Tensor:
-        return self._jacobi_cg(b, self.cg_tol, self.cg_max_iter)[0]
+        return self._fine_jacobi_cg(b, self.cg_tol, self.cg_max_iter)[0]
+
+    def _fine_jacobi_cg(self, b: Tensor, tol: float, max_iter: int) -> tuple[Tensor, Tensor]:
+        """`_jacobi_cg` on sub-chunks of JACOBI_CHUNK positions (the same systems, cheaper products); x and the
+        not-converged mask come back in this solver's (G, B, H, C, ...) layout."""
+        G, B, H, C, D = b.shape
+        cs = JACOBI_CHUNK
+        if C <= cs or C % cs:
+            return self._jacobi_cg(b, tol, max_iter)
+        m = C // cs
+        fine = self._subchunks(m)
+        x, active = fine._jacobi_cg(_split_chunks(b, m), tol, max_iter)
+        self.iterations += fine.iterations
+        self.diagonal_peak = fine.diagonal_peak.view(G, m).amax(1)
+        return _merge_chunks(x, m), _merge_chunks(active, m)
+
+    def _subchunks(self, m: int) -> "MesaSolver":
+        """This solver's systems with each chunk cut into m sub-chunks, (G m, B, H, C / m, D), their start states by
+        a scan within each chunk (for `_jacobi_cg`: no beta, no preconditioner)."""
+        G, B, H, C, D = self.k.shape
+        cs = C // m
+        k, kb = _split_chunks(self.k, m), _split_chunks(self.kb, m)
+        dec = self.decay.dec
+        if self.decay.a is None:
+            sub = Decay(None, dec[:cs, :cs], None, None)
+        else:
+            # Sub-chunk j of a chunk: decays from its start (after position j cs - 1) are columns of dec, which is
+            # computed from differences of log-gates (no division of small decays).
+            blocks = [dec[..., j * cs : (j + 1) * cs, j * cs : (j + 1) * cs] for j in range(m)]
+            ddiag = torch.stack(blocks, 3)  # (G, B, H, m, cs, cs): the diagonal blocks
+            # a: from the chunk start for j = 0, else dec[t, j cs - 1] = decay from after position j cs - 1 to t.
+            starts = [self.decay.a[..., :cs]] + [dec[..., j * cs : (j + 1) * cs, j * cs - 1] for j in range(1, m)]
+            a_sub = torch.stack(starts, 3)  # (G, B, H, m, cs)
+            wl = ddiag[..., -1, :]  # decay from each position to its sub-chunk's end
+            sub = Decay(
+                _split_gate(a_sub), _split_gate(ddiag), _split_gate(wl), _split_gate(a_sub[..., -1])
+            )
+        # Start states: H at sub-chunk j + 1 = alast_j H at j + sum_i wlast_i kb_i k_i^T over sub-chunk j.
+        # (einsum: a batched product with the transposed operand made contiguous, faster than a strided one here)
+        deltas = torch.einsum("...ci,...cj->...ij", scale(kb, sub.wlast), k).unflatten(0, (G, m))
+        hs = torch.empty(G, m, B, H, D, D, dtype=self.h.dtype, device=self.h.device)
+        hs[:, 0] = self.h
+        alast = None if sub.alast is None else sub.alast.unflatten(0, (G, m))
+        for j in range(1, m):
+            prev = hs[:, j - 1] if alast is None else hs[:, j - 1] * alast[:, j - 1, ..., None, None]
+            torch.add(prev, deltas[:, j - 1], out=hs[:, j])
+        return MesaSolver(self.method, hs.flatten(0, 1), k, kb, None, self.lam, sub, self.cg_tol, self.cg_max_iter)
 
     def _jacobi_cg(self, b: Tensor, tol: float, max_iter: int) -> tuple[Tensor, Tensor]:
-        """Jacobi-preconditioned CG from x = b / diag; returns x and the mask of systems not yet converged."""
-        minv = 1.0 / self._diagonals()  # Jacobi preconditioner, > 0
+        """Jacobi-preconditioned CG from x = b / diag; returns x and the mask of systems not yet converged.
+        Written for few full-size operations per iteration (it is most of the gated layer's time): buffers are
+        reused, and finished systems take zero steps (alpha = 0) with a finite direction (beta = 0)."""
+        minv = self._diagonals()
+        self.diagonal_peak = minv.flatten(1).amax(1)  # per chunk, for `cg_exact`'s choice of a wider solve
+        minv.reciprocal_()  # Jacobi preconditioner, > 0
         x = b * minv
-        r = b - self._matvec(x)
-        z = r * minv
-        p = z
-        rz = (r * z).sum(-1, keepdim=True)
-        stop = (tol * b.norm(dim=-1, keepdim=True)).square()
-        active = r.square().sum(-1, keepdim=True) > stop
+        zr = torch.empty((2, *b.shape), dtype=b.dtype, device=b.device)  # [z; r]: one vecdot gives r.z and r.r
+        z, r = zr[0], zr[1]
+        torch.sub(b, self._matvec(x), out=r)
+        torch.mul(r, minv, out=z)
+        p = z.clone()
+        ap = torch.empty_like(p)
+        rz, rr = torch.linalg.vecdot(zr, r)[..., None]
+        stop = torch.linalg.vecdot(b, b)[..., None].mul_(tol**2)
+        active = rr > stop
         for _ in range(max_iter):
             if not bool(active.any()):
                 break
             self.iterations += 1
-            ap = self._matvec(p)
-            pap = (p * ap).sum(-1, keepdim=True)
-            # Active systems have r != 0, so rz > 0 and p^T A p > 0; finished ones take a zero step (no 0 / 0).
-            alpha = torch.where(active, rz / torch.where(active, pap, 1.0), 0.0)
-            x = x.addcmul_(alpha, p)
-            r = r.addcmul_(alpha, ap, value=-1.0)
-            z = r * minv
-            rz_new = (r * z).sum(-1, keepdim=True)
-            beta = torch.where(active, rz_new / torch.where(active, rz, 1.0), 0.0)
-            p = z.addcmul_(beta, p)
-            rz = torch.where(active, rz_new, rz)
-            active = r.square().sum(-1, keepdim=True) > stop
+            self._matvec(p, out=ap)
+            # Active systems have r != 0, so rz > 0 and p^T A p > 0; the others take a zero step (where, not 0 / 0).
+            alpha = torch.where(active, rz / torch.linalg.vecdot(p, ap)[..., None], 0.0)
+            x.addcmul_(alpha, p)
+            r.addcmul_(alpha, ap, value=-1.0)
+            torch.mul(r, minv, out=z)
+            rz_new, rr = torch.linalg.vecdot(zr, r)[..., None]  # rz_new = rz for finished systems (r unchanged)
+            beta = torch.where(active, rz_new / rz, 0.0)
+            torch.addcmul(z, beta, p, out=p)
+            rz = rz_new
+            active = rr > stop
         return x, active
+
+
+def _split_chunks(x: Tensor, m: int) -> Tensor:
+    """(G, B, H, C, F) -> (G m, B, H, C / m, F): each chunk cut into m sub-chunks."""
+    G, B, H, C, Fd = x.shape
+    return x.reshape(G, B, H, m, C // m, Fd).permute(0, 3, 1, 2, 4, 5).reshape(G * m, B, H, C // m, Fd).contiguous()
+
+
+def _merge_chunks(x: Tensor, m: int) -> Tensor:
+    """Inverse of `_split_chunks`."""
+    Gm, B, H, cs, Fd = x.shape
+    return x.reshape(Gm // m, m, B, H, cs, Fd).permute(0, 2, 3, 1, 4, 5).reshape(Gm // m, B, H, m * cs, Fd).contiguous()
+
+
+def _split_gate(x: Tensor) -> Tensor:
+    """(G, B, H, m, ...) -> (G m, B, H, ...)."""
+    return x.movedim(3, 1).flatten(0, 1)
+
 
 def _identity_plus_gram(w: Tensor) -> Tensor:
     """I + w^T w for w (..., D, C)."""
