@@ -282,7 +282,7 @@ class MesaSolver:
         fine = self._subchunks(m)
         x, active = fine._jacobi_cg(_split_chunks(b, m), tol, max_iter)
         self.iterations += fine.iterations
-        self.diagonal_peak = fine.diagonal_peak.view(G, m).amax(1)
+        self.diagonal_peak = fine.diagonal_peak.view(m, G).amax(0)
         return _merge_chunks(x, m), _merge_chunks(active, m)
 
     def _subchunks(self, m: int) -> "MesaSolver":
@@ -306,15 +306,18 @@ class MesaSolver:
             sub = Decay(
                 _split_gate(a_sub), _split_gate(ddiag), _split_gate(wl), _split_gate(a_sub[..., -1])
             )
-        # Start states: H at sub-chunk j + 1 = alast_j H at j + sum_i wlast_i kb_i k_i^T over sub-chunk j.
-        # (einsum: a batched product with the transposed operand made contiguous, faster than a strided one here)
-        deltas = torch.einsum("...ci,...cj->...ij", scale(kb, sub.wlast), k).unflatten(0, (G, m))
-        hs = torch.empty(G, m, B, H, D, D, dtype=self.h.dtype, device=self.h.device)
-        hs[:, 0] = self.h
-        alast = None if sub.alast is None else sub.alast.unflatten(0, (G, m))
+        # Start states: H at sub-chunk j + 1 = alast_j H at j + sum_i wlast_i kb_i k_i^T over sub-chunk j (the last
+        # sub-chunks' own sums are not needed).
+        head = slice(0, (m - 1) * G)
+        deltas = (scale(kb[head], None if sub.wlast is None else sub.wlast[head]).transpose(-1, -2) @ k[head])
+        hs = torch.empty(m, G, B, H, D, D, dtype=self.h.dtype, device=self.h.device)
+        hs[0] = self.h
         for j in range(1, m):
-            prev = hs[:, j - 1] if alast is None else hs[:, j - 1] * alast[:, j - 1, ..., None, None]
-            torch.add(prev, deltas[:, j - 1], out=hs[:, j])
+            d = deltas[(j - 1) * G : j * G]
+            if sub.alast is None:
+                torch.add(hs[j - 1], d, out=hs[j])
+            else:
+                torch.addcmul(d, sub.alast[(j - 1) * G : j * G, ..., None, None], hs[j - 1], out=hs[j])
         return MesaSolver(self.method, hs.flatten(0, 1), k, kb, None, self.lam, sub, self.cg_tol, self.cg_max_iter)
 
     def _jacobi_cg(self, b: Tensor, tol: float, max_iter: int) -> tuple[Tensor, Tensor]:
@@ -353,20 +356,21 @@ class MesaSolver:
 
 
 def _split_chunks(x: Tensor, m: int) -> Tensor:
-    """(G, B, H, C, F) -> (G m, B, H, C / m, F): each chunk cut into m sub-chunks."""
+    """(G, B, H, C, F) -> (m G, B, H, C / m, F): each chunk cut into m sub-chunks, sub-chunk index first (so that the
+    j-th sub-chunks of all chunks are one contiguous block)."""
     G, B, H, C, Fd = x.shape
-    return x.reshape(G, B, H, m, C // m, Fd).permute(0, 3, 1, 2, 4, 5).reshape(G * m, B, H, C // m, Fd).contiguous()
+    return x.reshape(G, B, H, m, C // m, Fd).permute(3, 0, 1, 2, 4, 5).reshape(m * G, B, H, C // m, Fd).contiguous()
 
 
 def _merge_chunks(x: Tensor, m: int) -> Tensor:
     """Inverse of `_split_chunks`."""
-    Gm, B, H, cs, Fd = x.shape
-    return x.reshape(Gm // m, m, B, H, cs, Fd).permute(0, 2, 3, 1, 4, 5).reshape(Gm // m, B, H, m * cs, Fd).contiguous()
+    mG, B, H, cs, Fd = x.shape
+    return x.reshape(m, mG // m, B, H, cs, Fd).permute(1, 2, 3, 0, 4, 5).reshape(mG // m, B, H, m * cs, Fd).contiguous()
 
 
 def _split_gate(x: Tensor) -> Tensor:
-    """(G, B, H, m, ...) -> (G m, B, H, ...)."""
-    return x.movedim(3, 1).flatten(0, 1)
+    """(G, B, H, m, ...) -> (m G, B, H, ...), as `_split_chunks`."""
+    return x.movedim(3, 0).flatten(0, 1)
 
 
 def _identity_plus_gram(w: Tensor) -> Tensor:
