@@ -15,16 +15,23 @@ from mesa_lm.ops.mesa.preconditioner import DecayedRegulariserSolve
 
 from .test_mesa_attention import make_inputs, rel_err
 
-# (WOODBURY_CG_RANGE, JACOBI_CHUNK) that force each path: every chunk decays by more than 0, none by more than inf;
-# Jacobi CG on whole chunks, or on sub-chunks of 2 positions (with the tests' chunks of 4, two per chunk).
-BRANCHES = {"woodbury": (float("inf"), 16), "jacobi": (0.0, 1024), "jacobi-subchunks": (0.0, 2)}
+# (WOODBURY_CG_RANGE, JACOBI_CHUNK, JACOBI_SPREAD) that force each path: every chunk decays by more than 0, none by
+# more than inf; Jacobi CG on whole chunks, or on sub-chunks of 2 positions (with the tests' chunks of 4, two per
+# chunk); with the diagonal scaling always (spread 0) or never (spread inf).
+BRANCHES = {
+    "woodbury": (float("inf"), 16, 0.0),
+    "jacobi": (0.0, 1024, 0.0),
+    "jacobi-subchunks": (0.0, 2, 0.0),
+    "plain-subchunks": (0.0, 2, float("inf")),
+}
 
 
 @pytest.fixture(params=list(BRANCHES))
 def branch(request, monkeypatch):
-    woodbury_range, jacobi_chunk = BRANCHES[request.param]
+    woodbury_range, jacobi_chunk, jacobi_spread = BRANCHES[request.param]
     monkeypatch.setattr(solvers, "WOODBURY_CG_RANGE", woodbury_range)
     monkeypatch.setattr(solvers, "JACOBI_CHUNK", jacobi_chunk)
+    monkeypatch.setattr(solvers, "JACOBI_SPREAD", jacobi_spread)
     monkeypatch.setattr(chunking, "GROUP_TOKENS", 8)  # groups of two chunks: the passes cross group boundaries
     return request.param
 
@@ -43,15 +50,17 @@ def test_matches_reference_float64(branch, T, C, lam_kind, init, monkeypatch):
     o_ref, (h_ref, g_ref) = mesa_attention_naive(**x, output_final_state=True)
     assert rel_err(o, o_ref) <= 1e-10 and rel_err(h, h_ref) <= 1e-12 and rel_err(g, g_ref) <= 1e-12
     # The sub-chunk path ran exactly where its chunks divide into sub-chunks of 2.
-    assert bool(calls) == (branch == "jacobi-subchunks" and min(C, T) > 2 and min(C, T) % 2 == 0)
+    assert bool(calls) == (branch.endswith("-subchunks") and min(C, T) > 2 and min(C, T) % 2 == 0)
 
 
 @pytest.mark.parametrize("gated", [True, False])
+@pytest.mark.parametrize("jacobi_spread", [0.0, float("inf")])
 @pytest.mark.parametrize("jacobi_chunk", [2, 4, 1024])
-def test_tolerance_cg_on_subchunks_matches_reference(gated, jacobi_chunk, monkeypatch):
-    """`cg` (Jacobi CG to a tolerance) on sub-chunks of 2 or 4 positions, or whole chunks of 8, with and without
-    gates: at float64 tolerance it is the reference, outputs and gradients."""
+def test_tolerance_cg_on_subchunks_matches_reference(gated, jacobi_spread, jacobi_chunk, monkeypatch):
+    """`cg` (Jacobi or plain CG to a tolerance) on sub-chunks of 2 or 4 positions, or whole chunks of 8, with and
+    without gates: at float64 tolerance it is the reference, outputs and gradients."""
     monkeypatch.setattr(solvers, "JACOBI_CHUNK", jacobi_chunk)
+    monkeypatch.setattr(solvers, "JACOBI_SPREAD", jacobi_spread)
     monkeypatch.setattr(chunking, "GROUP_TOKENS", 16)
     x = make_inputs(T=27, gated=gated, init=True, seed=43)
     leaves = {n: t.clone().requires_grad_() for n, t in x.items() if isinstance(t, torch.Tensor)}

@@ -51,6 +51,8 @@ WOODBURY_CG_RANGE = 2.0
 # D^2 + 2 C D per position for chunks of C, so shorter chunks make each iteration cheaper; their start states cost
 # one (D, D) product per sub-chunk, once per solve.
 JACOBI_CHUNK = 16
+# Jacobi CG scales by the diagonal only where some system's diagonal entries differ by more than this factor.
+JACOBI_SPREAD = 2.0
 # Positions per (batch, head) whose (D, D) matrices the per-position method holds at once.
 CHOLESKY_TOKENS = 64
 # Woodbury's accuracy in float32 against a direct solve depends on how far a chunk's keys reach beyond the state and
@@ -321,20 +323,28 @@ class MesaSolver:
         return MesaSolver(self.method, hs.flatten(0, 1), k, kb, None, self.lam, sub, self.cg_tol, self.cg_max_iter)
 
     def _jacobi_cg(self, b: Tensor, tol: float, max_iter: int) -> tuple[Tensor, Tensor]:
-        """Jacobi-preconditioned CG from x = b / diag; returns x and the mask of systems not yet converged.
+        """Jacobi-preconditioned CG (plain CG where the diagonals are nearly constant) from x = b / diag; returns x
+        and the mask of systems not yet converged.
         Written for few full-size operations per iteration (it is most of the gated layer's time): buffers are
         reused, and finished systems take zero steps (alpha = 0) with a finite direction (beta = 0)."""
         minv = self._diagonals()
         self.diagonal_peak = minv.flatten(1).amax(1)  # per chunk, for `cg_exact`'s choice of a wider solve
+        # Jacobi scaling changes the condition number by at most the spread of a system's diagonal: where that is
+        # small it is skipped (one pass over the vectors less per iteration; the same stopping test).
+        jacobi = bool((minv.amax(-1) > JACOBI_SPREAD * minv.amin(-1)).any())
         minv.reciprocal_()  # Jacobi preconditioner, > 0
         x = b * minv
-        zr = torch.empty((2, *b.shape), dtype=b.dtype, device=b.device)  # [z; r]: one vecdot gives r.z and r.r
-        z, r = zr[0], zr[1]
+        zr = torch.empty((2 if jacobi else 1, *b.shape), dtype=b.dtype, device=b.device)  # [z; r] or [r]
+        z, r = zr[0], zr[-1]
         torch.sub(b, self._matvec(x), out=r)
-        torch.mul(r, minv, out=z)
+        if jacobi:
+            torch.mul(r, minv, out=z)
         p = z.clone()
         ap = torch.empty_like(p)
-        rz, rr = torch.linalg.vecdot(zr, r)[..., None]
+        if jacobi:
+            rz, rr = torch.linalg.vecdot(zr, r)[..., None]
+        else:
+            rz = rr = torch.linalg.vecdot(r, r)[..., None]
         stop = torch.linalg.vecdot(b, b)[..., None].mul_(tol**2)
         active = rr > stop
         for _ in range(max_iter):
@@ -346,8 +356,11 @@ class MesaSolver:
             alpha = torch.where(active, rz / torch.linalg.vecdot(p, ap)[..., None], 0.0)
             x.addcmul_(alpha, p)
             r.addcmul_(alpha, ap, value=-1.0)
-            torch.mul(r, minv, out=z)
-            rz_new, rr = torch.linalg.vecdot(zr, r)[..., None]  # rz_new = rz for finished systems (r unchanged)
+            if jacobi:
+                torch.mul(r, minv, out=z)
+                rz_new, rr = torch.linalg.vecdot(zr, r)[..., None]  # = rz for finished systems (r unchanged)
+            else:
+                rz_new = rr = torch.linalg.vecdot(r, r)[..., None]
             beta = torch.where(active, rz_new / rz, 0.0)
             torch.addcmul(z, beta, p, out=p)
             rz = rz_new
