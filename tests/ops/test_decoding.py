@@ -79,19 +79,20 @@ def test_linear_steps_match_reference(gated):
         linear_attention_step(**_time_slice(x, 0, 2, None))
 
 
+@pytest.mark.parametrize("chunk", [16, 32])  # 32: CG on sub-chunks
 @pytest.mark.parametrize("method", ["woodbury", "cholesky", "cg", "cg_exact"])
-def test_mesa_bf16_autocast(method):
+def test_mesa_bf16_autocast(method, chunk):
     """Under bf16 autocast the states and solves stay float32: finite, and within 2e-2 of float32, with gradients."""
     gated = method != "woodbury"
     x = make_inputs(T=40, D=8, Dv=8, gated=gated, init=False, dtype=torch.float32, seed=25)
-    o32 = mesa_attention(**x, chunk_size=16, method=method)
+    o32 = mesa_attention(**x, chunk_size=chunk, method=method)
     lin = torch.nn.Linear(8, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         q, k, v = (lin(x[n]) for n in ("q", "k", "v"))  # bf16 activations, as in a model under autocast
         ob, (h, g) = mesa_attention(q, k, v, x["lam"], x["gamma"], x["beta"], output_final_state=True,
-                                    chunk_size=16, method=method)  # fmt: skip
+                                    chunk_size=chunk, method=method)  # fmt: skip
     with torch.no_grad():
-        ref = mesa_attention(*(lin(x[n]) for n in ("q", "k", "v")), x["lam"], x["gamma"], x["beta"], chunk_size=16)
+        ref = mesa_attention(*(lin(x[n]) for n in ("q", "k", "v")), x["lam"], x["gamma"], x["beta"], chunk_size=chunk)
     assert ob.dtype == torch.bfloat16 and h.dtype == torch.float32 and g.dtype == torch.float32
     assert torch.isfinite(ob).all() and rel_err(ob, ref) <= 2e-2
     ob.float().square().sum().backward()

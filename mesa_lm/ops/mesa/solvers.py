@@ -25,6 +25,14 @@ solver answers the forward (b = q) and the backward (b = G^T do: the matrix is s
 - `cg` (iterative, any gates): Jacobi-preconditioned conjugate gradient from the Jacobi start x = b / diag, every
   position its own system, stopped per system when ||r|| <= tol ||b|| (finished systems are masked, not guarded by
   epsilons); each matrix product is a gated linear-attention pass with the keys as values.
+
+Jacobi CG (for `cg`, and `cg_exact` on strongly decaying chunks) works on sub-chunks of JACOBI_CHUNK positions with
+their own start states (a scan within each chunk, once per solve): a product with M_t then costs D^2 + 2 c D per
+position for sub-chunks of c instead of D^2 + 2 C D for chunks of C (half at C = D = 64). It skips the diagonal
+scaling where no system's diagonal spreads beyond JACOBI_SPREAD (the condition number changes by at most that factor;
+the iterations and their stopping test are those of plain CG). It runs on a few chunks at a time (CG_ELEMENTS), its
+per-iteration work written as few passes over the vectors as eager torch allows: that, not the arithmetic, is most
+of the gated layer's time on a CPU.
 """
 
 from __future__ import annotations
