@@ -93,14 +93,14 @@ class MesaFunction(torch.autograd.Function):
             hc = q.new_empty(len(grp.slices), B, H, D, D, dtype=cd)
             gc = q.new_empty(len(grp.slices), B, H, Dv, D, dtype=cd)
             iterations = 0
-            ctx_opts = (chunk_size, method, cg_tol, cg_max_iter)
+            opts = (chunk_size, method, cg_tol, cg_max_iter)
             for i, sl in enumerate(grp.slices):
                 hc[i], gc[i] = h, g
                 # One function call per group: its temporaries are freed before the next group's are made.
-                h, g, its = _forward_group(grp, sl, q, (k, v, gamma, beta, lam_c, h, g), o, xs, ctx_opts)
+                h, g, its = _forward_group(grp, sl, q, (k, v, gamma, beta, lam_c, h, g), o, xs, opts)
                 iterations += its
         ctx.save_for_backward(xs, k, v, lam, gamma, beta, hc, gc)
-        ctx.opts = (chunk_size, method, cg_tol, cg_max_iter)
+        ctx.opts = opts
         ctx.dtypes = (q.dtype, None if h0 is None else h0.dtype, None if g0 is None else g0.dtype)
         ctx.iterations = iterations
         return o, h, g

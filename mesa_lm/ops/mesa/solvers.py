@@ -296,7 +296,7 @@ class MesaSolver:
         return _merge_chunks(x, m), _merge_chunks(active, m)
 
     def _subchunks(self, m: int) -> "MesaSolver":
-        """This solver's systems with each chunk cut into m sub-chunks, (G m, B, H, C / m, D), their start states by
+        """This solver's systems with each chunk cut into m sub-chunks, (m G, B, H, C / m, D), their start states by
         a scan within each chunk (for `_jacobi_cg`: no beta, no preconditioner)."""
         G, B, H, C, D = self.k.shape
         cs = C // m
