@@ -46,10 +46,9 @@ from .triangular import lower_inverse
 Tensor = torch.Tensor
 
 METHODS = ("auto", "woodbury", "cholesky", "cg", "cg_exact")
-# CG solves groups of chunks of about this many vector entries (positions x batch x heads x D) per torch thread at
-# once: larger parts mean fewer, larger operations per iteration, smaller ones bound the memory of its vectors and
-# states and keep them in cache (measured on the reference CPU, one thread: 256 positions per (batch, head) at D = 32,
-# B H = 16, and 128 at D = 64).
+# CG solves groups of chunks of about this many vector entries at once (positions x batch x heads x D): larger
+# parts mean fewer, larger operations per iteration, smaller ones bound the memory of its vectors and states and keep
+# them in cache (measured on the reference CPU: 256 positions per (batch, head) at D = 32, B H = 16, and 128 at D = 64).
 CG_ELEMENTS = 2**17
 # `cg_exact` stops where the relative residual reaches float rounding, CG_EXACT_ROUNDING eps.
 CG_EXACT_ROUNDING = 4.0
@@ -125,11 +124,7 @@ class MesaSolver:
         """CG on a few chunks at a time (about CG_ELEMENTS vector entries): its vectors are the largest temporaries."""
         x = torch.empty_like(b)
         _, B, H, C, D = b.shape
-        # Per torch thread: each operation's work is split between the threads, and too little of it per thread
-        # leaves the threads waiting on each other (measured: parts of 2^18 entries 15% faster with two threads at
-        # D = 64, 7% slower with one).
-        entries = CG_ELEMENTS * torch.get_num_threads()
-        for sl in chunk_groups(b.shape[0], C, max(C, entries // (B * H * D))):
+        for sl in chunk_groups(b.shape[0], C, max(C, CG_ELEMENTS // (B * H * D))):
             beta = None if self.beta is None else self.beta[sl]
             part = MesaSolver(self.method, self.h[sl], self.k[sl], self.kb[sl], beta, self.lam, self.decay.sub(sl),
                               self.cg_tol, self.cg_max_iter)  # fmt: skip
