@@ -37,10 +37,10 @@ import torch
 # This checkout's mesa_lm (the GPU machines run it from a copy of the tree, not installed), and the benchmarks beside.
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 import reference_check  # noqa: E402
-from measure import peak_memory_mb  # noqa: E402
+from measure import peak_memory_mb, timed  # noqa: E402
 from presets_vs_llama import DEFAULT_PRESETS, compare_at_length  # noqa: E402
 from presets_vs_llama import markdown_table as model_table  # noqa: E402
-from run import machine_info, timed  # noqa: E402
+from run import fmt, machine_info  # noqa: E402
 
 PRECISIONS = ["bfloat16", "float32"]
 
@@ -201,10 +201,6 @@ def bench_models(cfg: dict, device: torch.device, budget: Budget, skipped: list[
             last["round"] = (T, 1e-3 * sum(r["step_ms"] + r["llama_step_ms"] for r in group))
             rows += group
     return rows
-
-
-def fmt(x, spec: str = ".1f") -> str:
-    return "-" if x is None else format(x, spec)
 
 
 def ops_table(rows: list[dict]) -> str:

@@ -15,6 +15,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall time of one call in ms (synchronised on CUDA)."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return (time.perf_counter() - start) * 1e3
+
+
 def median_time(fn: Callable[[], object], repeats: int, device: torch.device, warmup: int = 1) -> dict:
     """Median (and min, max) wall time in ms of `fn` over `repeats` runs after `warmup` runs."""
     for _ in range(warmup):

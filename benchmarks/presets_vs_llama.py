@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import sync  # noqa: E402
+from measure import sync, timed  # noqa: E402
 from model_step import llama_twin, parameter_count, preset_config, training_step  # noqa: E402
 
 DEFAULT_PRESETS = ["mesanet", "docstrings-hybrid"]
@@ -85,11 +85,7 @@ def compare_at_length(
     for r in range(rounds):
         shuffle(order)
         for name in order:
-            sync(device)
-            t0 = time.perf_counter()
-            steps[name]()
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(1e-3 * timed(steps[name], device))
         log(f"  T={length} round {r + 1}/{rounds}: " + ", ".join(f"{n} {times[n][-1]:.2f} s" for n in steps))
         if seconds is not None and time.perf_counter() - start > seconds and r + 1 < rounds:
             log(f"  T={length}: stopped after {r + 1} of {rounds} rounds (time budget {seconds:.0f} s)")

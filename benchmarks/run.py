@@ -27,14 +27,13 @@ import random
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import peak_memory_mb, sync  # noqa: E402
+from measure import peak_memory_mb, timed  # noqa: E402
 
 from mesa_lm.ops import (  # noqa: E402
     linear_attention,
@@ -192,15 +191,6 @@ def summary(ts: list[float]) -> dict:
     return {"median_ms": statistics.median(ts), "min_ms": min(ts), "max_ms": max(ts), "runs": len(ts)}
 
 
-def timed(fn, device: torch.device) -> float:
-    """Wall time of one call in ms."""
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return (time.perf_counter() - start) * 1e3
-
-
 def fmt(x, spec: str = ".1f") -> str:
     return "-" if x is None else format(x, spec)
 
@@ -319,7 +309,7 @@ def bench_model(a: argparse.Namespace, device: torch.device, dtype: torch.dtype)
 
     from mesa_lm.models.mesa import MesaConfig
     from mesa_lm.models.mesa.modeling_mesa import MesaForCausalLM
-    from model_step import llama_twin, training_step
+    from model_step import llama_twin, parameter_count, training_step
 
     V, hidden, layers, heads, inter = 8192, 256, 4, 4, 688
     B, T = a.model_batch, a.model_len
@@ -336,18 +326,14 @@ def bench_model(a: argparse.Namespace, device: torch.device, dtype: torch.dtype)
     ids = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(2)).to(device)
     autocast = None if dtype == torch.float32 else dtype
     steps = {name: training_step(model.to(device), ids, autocast) for name, model in models.items()}
-    out = {"batch": B, "length": T, "params": {n: sum(p.numel() for p in m.parameters()) for n, m in models.items()}}
+    out = {"batch": B, "length": T, "params": {n: parameter_count(m) for n, m in models.items()}}
     # Interleave the two models' runs so that drifting machine load hits both alike.
     times = {name: [] for name in steps}
     for step in steps.values():
         step()
     for _ in range(a.model_repeats):
         for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times[name].append((time.perf_counter() - start) * 1e3)
+            times[name].append(timed(step, device))
     for name, ts in times.items():
         med = statistics.median(ts)
         out[name] = {**summary(ts), "tokens_per_s": B * T / med * 1e3}

@@ -17,6 +17,11 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message.splitlines()[0]} (see --help)\n")
 
 
+def first_line(error: BaseException) -> str:
+    """An exception's first message line (its type's name if it has none), for one-line errors."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def _number(kind, allowed: str, ok):
     def parse(text: str):
         try:

@@ -39,6 +39,8 @@ def plan(config_dir: Path) -> list[dict]:
     """One entry per configuration file: its engine, and why it is skipped (None if it runs). Raises ValueError."""
     from accelerate.commands.config.config_args import load_config_from_file
 
+    from mesa_lm.cli_options import first_line
+
     files = sorted(config_dir.glob("*.yaml"))
     if not files:
         raise ValueError(f"config_dir {str(config_dir)!r} holds no .yaml launch configuration")
@@ -47,7 +49,7 @@ def plan(config_dir: Path) -> list[dict]:
         try:
             config = load_config_from_file(str(file))
         except Exception as error:  # yaml errors, unknown keys, bad values: the library's first line names them
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            first = first_line(error)
             raise ValueError(f"{file.name} is not a valid accelerate configuration: {first[:200]}")
         engine = config.distributed_type.name
         skip = None
@@ -72,6 +74,8 @@ def command(file: Path, options: list[str], out: Path) -> list[str]:
 
 def run(entry: dict, options: list[str], out: Path, timeout: float) -> dict:
     """Train under one configuration; the row of the table."""
+    from mesa_lm.training.trainer import METRICS_FILE
+
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
     try:
@@ -82,7 +86,7 @@ def run(entry: dict, options: list[str], out: Path, timeout: float) -> dict:
         status = f"timed out after {timeout:.0f} s"
     row = {"status": status, "seconds": time.perf_counter() - started}
     if status == "ok":
-        logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        logged = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
         last = [r for r in logged if "loss" in r][-1]
         row.update(loss=last["loss"], tokens_per_second=last["tokens_per_second_per_process"], mfu=last.get("mfu"))
     return row

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..data.corpus import stdlib_docstrings
-from ..data.text import read_text_file, tokenize_into_blocks
+from ..data.text import read_text_file
 from .bootstrap import bootstrap_curve, bootstrap_difference
 from .loading import describe_model, max_positions
 from .metrics import load_metric
@@ -92,9 +92,10 @@ def tokenize_stream(texts: list[str], tokenizer, batch: int = 256) -> TokenStrea
         chunk = [t for t in texts[start : start + batch] if t]
         if not chunk:
             continue
-        encoded = tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True)
-        for text, token_ids, offsets in zip(chunk, encoded["input_ids"], encoded["offset_mapping"]):
-            b, c = text_covered(text, offsets)
+        # The backend, as `tokenize_into_blocks`: it skips the max-length warning meant for model inputs.
+        for text, encoding in zip(chunk, tokenizer.backend_tokenizer.encode_batch(chunk, add_special_tokens=False)):
+            token_ids = encoding.ids
+            b, c = text_covered(text, encoding.offsets)
             ids += [*token_ids, eos]
             nbytes += [*b, 0]
             nchars += [*c, 0]
@@ -203,7 +204,7 @@ def evaluate_perplexity(
         metric.add_batch(nll_sum=nll.sum(1).tolist(), num_tokens=batch_weights.double().sum(1).tolist())
         bits.add_batch(text_nll_sum=text_nll.sum(1).tolist(), num_bytes=covered[..., 0].sum(1).tolist(),
                        num_chars=covered[..., 1].sum(1).tolist())
-        rows_nll.append(nll.double().cpu())
+        rows_nll.append(nll.cpu())
         rows_weight.append(batch_weights.double().cpu())
     overall = {**metric.compute(), **bits.compute()}
     nll, weight = torch.cat(rows_nll), torch.cat(rows_weight)

@@ -35,6 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from ..cli_options import first_line
 from .sharded_state import full_tensors, shard_optimizer_state
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -323,7 +324,7 @@ def load_checkpoint(path: Path, model, optimizer, schedule, rank: int = 0) -> di
             _set_rng_state(load_safetensors(rng_tensors.read_bytes()),
                            json.loads((path / f"rng_state_{rank}.json").read_text()))
     except Exception as error:  # pickle.UnpicklingError (refused by weights_only), shape or key mismatches, ...
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = first_line(error)
         raise ValueError(f"checkpoint {str(path)!r} cannot be loaded: {type(error).__name__}: {first[:300]}")
     return state
 
@@ -336,7 +337,7 @@ def load_sharded_optimizer(path: Path, optimizer) -> None:
         full = torch.load(Path(path) / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
         optimizer.load_state_dict(shard_optimizer_state(full, optimizer))
     except Exception as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = first_line(error)
         raise ValueError(f"checkpoint {str(path)!r} cannot be loaded into the sharded optimizer: "
                          f"{type(error).__name__}: {first[:300]}")
 

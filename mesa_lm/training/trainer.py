@@ -17,6 +17,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from ..cli_options import first_line
 from ..data.synthetic import SyntheticTask
 from ..data.tasks import TASK_FILE
 from ..data.text import load_texts, tokenize_into_blocks, train_bpe_tokenizer
@@ -115,7 +116,7 @@ def prepare_tokenizer(args: TrainArguments, is_main: bool, train_texts: list[str
             tokenizer = AutoTokenizer.from_pretrained(source)
         except Exception as error:  # OSError, ValueError, ...: a missing or unreadable tokenizer
             what = f"tokenizer_name={args.tokenizer_name!r}" if args.tokenizer_name else f"the tokenizer in {out}"
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            first = first_line(error)
             raise ValueError(f"{what} cannot be loaded: {first[:200]}")
         if tokenizer.eos_token_id is None:
             raise ValueError(f"tokenizer {source!r} has no EOS token to separate texts")
@@ -152,7 +153,7 @@ def build_config(args: TrainArguments, task: SyntheticTask | None) -> MesaConfig
             config = MesaConfig.from_pretrained(args.model_name_or_path)
         except Exception as error:
             raise ValueError(f"model_name_or_path={args.model_name_or_path!r} has an unreadable config: "
-                             f"{(str(error).strip().splitlines() or [type(error).__name__])[0][:200]}")
+                             f"{first_line(error)[:200]}")
         if task is not None and task.model == "causal_lm" and config.vocab_size != task.vocab_size:
             raise ValueError(f"model_name_or_path={args.model_name_or_path!r} has a vocabulary of "
                              f"{config.vocab_size} tokens; the task has vocab_size={task.vocab_size}")

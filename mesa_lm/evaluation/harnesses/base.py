@@ -67,7 +67,7 @@ class Harness:
     description: ClassVar[str]           # one line, for --help
     Options: ClassVar[type]              # dataclass of its options
     prefix: ClassVar[str] = ""           # compare's namespace for the options (default: NAME.)
-    figure_file: ClassVar[str | None] = None  # compare's figure (default: NAME.png; None: no figure)
+    figure_file: ClassVar[str | None] = None  # compare's figure file (None: NAME.png; `figure` returning None: none)
 
     @classmethod
     def option_prefix(cls) -> str:

@@ -78,18 +78,18 @@ class RecallHarness(Harness):
             task = saved
         else:  # another task than the trained one: that task's defaults, in the model's vocabulary
             task = make_task(options.task, vocab_size=model.config.vocab_size)
-        trained = getattr(task, task.size_option)
-        sizes = options.sizes or default_sizes(trained)
+        trained_size = getattr(task, task.size_option)
+        sizes = options.sizes or default_sizes(trained_size)
         seq_lens = options.seq_lens or default_seq_lens(task.seq_len, max_positions(model.config))
         if not isinstance(task, TokenTask) or task.vocab_size != model.config.vocab_size:
             raise ValueError(f"checkpoint {checkpoint!r} has a vocabulary of {model.config.vocab_size} tokens; the "
                              f"{task.name} task has vocab_size={task.vocab_size}")
         result = evaluate_recall(model, task, list(sizes), list(seq_lens), options.num_sequences,
                                  options.batch_size, options.num_resamples, progress)
-        trained = Path(checkpoint) / "train_results.json"
-        seconds = json.loads(trained.read_text()).get("train_seconds") if trained.is_file() else None
+        results_file = Path(checkpoint) / "train_results.json"
+        seconds = json.loads(results_file.read_text()).get("train_seconds") if results_file.is_file() else None
         return {"harness": self.name, "model": describe_model(model, checkpoint), "task": task.to_dict(),
-                "trained": {"size": getattr(task, task.size_option), "seq_len": task.seq_len,
+                "trained": {"size": trained_size, "seq_len": task.seq_len,
                             "train_seconds": seconds},
                 "state_floats": state_floats(model.config, task.seq_len), **result}
 

@@ -56,6 +56,7 @@ class TestTimeComputeHarness(Harness):
         from ...data.tasks import load_task
         from ...data.tasks.recall import TokenTask
         from ..loading import describe_model, load_causal_lm, load_regression_model, model_kind
+        from ..recall import RECALL_STREAM
         from ..test_time_compute import (evaluate_test_time_compute, has_mesa_layers, score_regression,
                                          score_text, score_token_task, solve_settings)
 
@@ -72,7 +73,8 @@ class TestTimeComputeHarness(Harness):
                              f"the {self.name} harness compares the mesa layer's solves")
         n, b = options.num_sequences, options.batch_size
         if kind == "regression" or isinstance(task, TokenTask):
-            batches = [task.global_batch(i, min(b, n - start), stream=2) for i, start in enumerate(range(0, n, b))]
+            starts = enumerate(range(0, n, b))
+            batches = [task.global_batch(i, min(b, n - start), stream=RECALL_STREAM) for i, start in starts]
             scorer = score_regression if kind == "regression" else score_token_task
             metric = "loss (1/2 squared error)" if kind == "regression" else "error (1 - accuracy)"
             data = {"task": task.to_dict(), "sequences": n}
@@ -141,12 +143,7 @@ def plot_test_time_compute(results: dict[str, dict], path: Path) -> Path:
     """Three panels against CG steps (log 2 axis): the metric minus the first exact solve's (the same sequences, so
     the difference is paired; the table has the intervals), the distance to the exact outputs, time per token; the
     exact solves as horizontal dashed lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..plots import BASELINE_COLORS, MODEL_COLORS
+    from ..plots import BASELINE_COLORS, MODEL_COLORS, plt  # plots selects the file-only backend
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     metric = next(iter(results.values()))["metric"]

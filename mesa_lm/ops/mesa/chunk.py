@@ -109,7 +109,7 @@ class MesaFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, do, dh_t, dg_t):  # type: ignore[override]
         xs, k, v, lam, gamma, beta, hc, gc = ctx.saved_tensors
-        chunk_size, method, cg_tol, cg_max_iter = ctx.opts
+        chunk_size = ctx.opts[0]
         q_dtype, h0_dtype, g0_dtype = ctx.dtypes
         need = ctx.needs_input_grad
         with torch.autocast(k.device.type, enabled=False):
@@ -145,9 +145,8 @@ class MesaFunction(torch.autograd.Function):
 def _forward_group(grp: Groups, sl: slice, q, inputs, o, xs, opts) -> tuple[Tensor, Tensor, int]:
     """The forward of one group of chunks: writes its outputs (and x, if xs is given) and returns the states at its
     end and the solver's iteration count."""
-    _, method, cg_tol, cg_max_iter = opts
     gr = _Group(grp, sl, *inputs)
-    solver = gr.solver(method, cg_tol, cg_max_iter)
+    solver = gr.solver(*opts[1:])
     x = solver.solve(grp.get(q, sl))
     grp.put(o, sl, linear_forward_group(x, gr.k, gr.vb, gr.gs[:-1], gr.decay.a, gr.decay.dec))
     if xs is not None:
@@ -158,16 +157,14 @@ def _forward_group(grp: Groups, sl: slice, q, inputs, o, xs, opts) -> tuple[Tens
 def _backward_group(grp: Groups, sl: slice, inputs, xs, do, dstate, later, grads, opts, is_last: bool):
     """The backward of one group of chunks (see the module docstring): writes its slices of the input gradients
     and returns the gradients with respect to the states at its start and the running sum of dc."""
-    k, v, gamma, beta, lam_c, h0, g0 = inputs
     dq, dk, dv, dgamma, dbeta, dlam = grads
-    _, method, cg_tol, cg_max_iter = opts
     dh, dg = dstate
-    gr = _Group(grp, sl, k, v, gamma, beta, lam_c, h0, g0)
+    gr = _Group(grp, sl, *inputs)
     a, dec, wlast = gr.decay.a, gr.decay.dec, gr.decay.wlast
     x, dog = xs[sl], grp.get(do, sl)
     # r_t = G_t^T do_t, then dq_t = (H_t + Lambda)^{-1} r_t (the same symmetric matrix as the forward).
     r = query_grad_group(dog, gr.k, gr.vb, gr.gs[:-1], a, dec)
-    dqg = gr.solver(method, cg_tol, cg_max_iter).solve(r)
+    dqg = gr.solver(*opts[1:]).solve(r)
     del r
     grp.put(dq, sl, dqg)
     m = dqg.neg_()  # d loss / d H_t = -dq_t x_t^T: the H part's output gradient is -dq
@@ -240,7 +237,7 @@ def mesa_attention(
     if method == "woodbury" and gamma is not None:
         raise ValueError(
             f"{fn}: method 'woodbury' is exact only without a forget gate (Lambda is not decayed); "
-            "use 'cholesky' or 'cg' with gamma"
+            "use 'cg_exact' (the default), 'cholesky' or 'cg' with gamma"
         )
     cd = torch.promote_types(q.dtype, torch.float32)
     if cg_tol is None:

@@ -30,16 +30,16 @@ Jacobi CG (for `cg`, and `cg_exact` on strongly decaying chunks) works on sub-ch
 their own start states (a scan within each chunk, once per solve): a product with M_t then costs D^2 + 2 c D per
 position for sub-chunks of c instead of D^2 + 2 C D for chunks of C (half at C = D = 64). It skips the diagonal
 scaling where no system's diagonal spreads beyond JACOBI_SPREAD (the condition number changes by at most that factor;
-the iterations and their stopping test are those of plain CG). It runs on a few chunks at a time (CG_ELEMENTS), its
-per-iteration work written as few passes over the vectors as eager torch allows: that, not the arithmetic, is most
-of the gated layer's time on a CPU.
+the iterations and their stopping test are those of plain CG). Both CGs run on a few chunks at a time (CG_ELEMENTS);
+Jacobi CG's per-iteration work is written as few passes over the vectors as eager torch allows: that, not the
+arithmetic, is most of the gated layer's time on a CPU.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..chunking import Decay, chunk_groups, scale
+from ..chunking import Decay, chunk_groups, scale, scan_states, state_deltas
 from .preconditioner import DecayedRegulariserSolve
 from .triangular import lower_inverse
 
@@ -111,7 +111,6 @@ class MesaSolver:
         self._factors: tuple[Tensor, Tensor, Tensor] | None = None
         self._pre: DecayedRegulariserSolve | None = None
         self.reach: Tensor | None = None
-        self.diagonal_peak: Tensor | None = None  # largest diagonal entry of H_t + Lambda per chunk, set by Jacobi CG
 
     def solve(self, b: Tensor) -> Tensor:
         if self.method == "woodbury":
@@ -262,10 +261,10 @@ class MesaSolver:
             x, active = self._woodbury_cg(b, tol, max_iter)
             bad = active.flatten(1).any(1) | (self._preconditioner().reach.flatten(1).amax(1) > WOODBURY_REACH)
         else:
-            x, active = self._fine_jacobi_cg(b, tol, max_iter)
+            x, active, peak = self._fine_jacobi_cg(b, tol, max_iter)
             bad = active.flatten(1).any(1)
         if b.dtype != torch.float64:
-            peak = self._diagonals().flatten(1).amax(1) if use_woodbury else self.diagonal_peak
+            peak = self._diagonals().flatten(1).amax(1) if use_woodbury else peak
             bad |= peak > WIDE_RATIO * self.lam.amin()
         direct = bad.nonzero().flatten()
         self.direct_chunks += direct.numel()
@@ -281,24 +280,23 @@ class MesaSolver:
     def _cg(self, b: Tensor) -> Tensor:
         return self._fine_jacobi_cg(b, self.cg_tol, self.cg_max_iter)[0]
 
-    def _fine_jacobi_cg(self, b: Tensor, tol: float, max_iter: int) -> tuple[Tensor, Tensor]:
-        """`_jacobi_cg` on sub-chunks of JACOBI_CHUNK positions (the same systems, cheaper products); x and the
-        not-converged mask come back in this solver's (G, B, H, C, ...) layout."""
-        G, B, H, C, D = b.shape
+    def _fine_jacobi_cg(self, b: Tensor, tol: float, max_iter: int) -> tuple[Tensor, Tensor, Tensor]:
+        """`_jacobi_cg` on sub-chunks of JACOBI_CHUNK positions (the same systems, cheaper products); x, the
+        not-converged mask and the diagonal peaks come back in this solver's (G, B, H, C, ...) layout."""
+        G, C = b.shape[0], b.shape[3]
         cs = JACOBI_CHUNK
         if C <= cs or C % cs:
             return self._jacobi_cg(b, tol, max_iter)
         m = C // cs
         fine = self._subchunks(m)
-        x, active = fine._jacobi_cg(_split_chunks(b, m), tol, max_iter)
+        x, active, peak = fine._jacobi_cg(_split_chunks(b, m), tol, max_iter)
         self.iterations += fine.iterations
-        self.diagonal_peak = fine.diagonal_peak.view(m, G).amax(0)
-        return _merge_chunks(x, m), _merge_chunks(active, m)
+        return _merge_chunks(x, m), _merge_chunks(active, m), peak.view(m, G).amax(0)
 
     def _subchunks(self, m: int) -> "MesaSolver":
         """This solver's systems with each chunk cut into m sub-chunks, (m G, B, H, C / m, D), their start states by
         a scan within each chunk (for `_jacobi_cg`: no beta, no preconditioner)."""
-        G, B, H, C, D = self.k.shape
+        G, C = self.k.shape[0], self.k.shape[3]
         cs = C // m
         k, kb = _split_chunks(self.k, m), _split_chunks(self.kb, m)
         dec = self.decay.dec
@@ -316,27 +314,21 @@ class MesaSolver:
             sub = Decay(
                 _split_gate(a_sub), _split_gate(ddiag), _split_gate(wl), _split_gate(a_sub[..., -1])
             )
-        # Start states: H at sub-chunk j + 1 = alast_j H at j + sum_i wlast_i kb_i k_i^T over sub-chunk j (the last
-        # sub-chunks' own sums are not needed).
+        # Start states by the chunk scan over sub-chunks, all chunks at once (the last sub-chunks' sums are not needed).
         head = slice(0, (m - 1) * G)
-        deltas = (scale(kb[head], None if sub.wlast is None else sub.wlast[head]).transpose(-1, -2) @ k[head])
-        hs = torch.empty(m, G, B, H, D, D, dtype=self.h.dtype, device=self.h.device)
-        hs[0] = self.h
-        for j in range(1, m):
-            d = deltas[(j - 1) * G : j * G]
-            if sub.alast is None:
-                torch.add(hs[j - 1], d, out=hs[j])
-            else:
-                torch.addcmul(d, sub.alast[(j - 1) * G : j * G, ..., None, None], hs[j - 1], out=hs[j])
+        wlast = None if sub.wlast is None else sub.wlast[head]
+        alast = None if sub.alast is None else sub.alast[head].unflatten(0, (m - 1, G))
+        hs = scan_states(state_deltas(k[head], kb[head], wlast).unflatten(0, (m - 1, G)), alast, self.h)
         return MesaSolver(self.method, hs.flatten(0, 1), k, kb, None, self.lam, sub, self.cg_tol, self.cg_max_iter)
 
-    def _jacobi_cg(self, b: Tensor, tol: float, max_iter: int) -> tuple[Tensor, Tensor]:
-        """Jacobi-preconditioned CG (plain CG where the diagonals are nearly constant) from x = b / diag; returns x
-        and the mask of systems not yet converged.
+    def _jacobi_cg(self, b: Tensor, tol: float, max_iter: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Jacobi-preconditioned CG (plain CG where the diagonals are nearly constant) from x = b / diag; returns x,
+        the mask of systems not yet converged and each chunk's largest diagonal entry of H_t + Lambda (for
+        `cg_exact`'s choice of a wider solve).
         Written for few full-size operations per iteration (it is most of the gated layer's time): buffers are
         reused, and finished systems take zero steps (alpha = 0) with a finite direction (beta = 0)."""
         minv = self._diagonals()
-        self.diagonal_peak = minv.flatten(1).amax(1)  # per chunk, for `cg_exact`'s choice of a wider solve
+        peak = minv.flatten(1).amax(1)
         # Jacobi scaling changes the condition number by at most the spread of a system's diagonal: where that is
         # small it is skipped (one pass over the vectors less per iteration; the same stopping test).
         jacobi = bool((minv.amax(-1) > JACOBI_SPREAD * minv.amin(-1)).any())
@@ -373,7 +365,7 @@ class MesaSolver:
             torch.addcmul(z, beta, p, out=p)
             rz = rz_new
             active = rr > stop
-        return x, active
+        return x, active, peak
 
 
 def _split_chunks(x: Tensor, m: int) -> Tensor:
