@@ -54,6 +54,23 @@ def test_the_solve_round_trips_through_the_config(tmp_path):
     assert MesaConfig(vocab_size=16, hidden_size=16, mixer_types=["mesa"]).mesa_solve == "auto"
 
 
+def test_the_config_offers_every_solve_of_the_op():
+    """The config's list is a copy (the remote-code file cannot import the ops): it must name every method, and a
+    gated model configured with the op's gated default solves exactly as `auto` does."""
+    from mesa_lm.models.mesa.configuration_mesa import MESA_SOLVES
+    from mesa_lm.ops.mesa.solvers import METHODS
+
+    assert MESA_SOLVES == METHODS
+    ids = torch.randint(0, 16, (2, 12), generator=torch.Generator().manual_seed(0))
+    out = {}
+    for solve in ("auto", "cg_exact"):
+        torch.manual_seed(0)
+        config = MesaConfig(vocab_size=16, hidden_size=16, num_attention_heads=2, mixer_types=["mesa"],
+                            mesa_gate="data", mesa_solve=solve, chunk_size=4)
+        out[solve] = MesaForCausalLM(config).eval()(ids).logits
+    assert torch.equal(out["auto"], out["cg_exact"])
+
+
 def test_with_solve_keeps_the_weights_and_changes_only_the_solve():
     model = fixed_model("none")
     copy = with_solve(model, solve_settings((3,))[-1])

@@ -18,8 +18,9 @@ GATE_TYPES = ("none", "data")
 FEATURE_MAPS = ("none", "dpfp", "elu+1")
 READ_INS = ("linear", "identity")
 READ_OUTS = ("linear", "slice")
-# How a mesa layer solves (H_t + Lambda) x_t = q_t on full sequences: the `method` of `mesa_attention`.
-MESA_SOLVES = ("auto", "woodbury", "cholesky", "cg")
+# How a mesa layer solves (H_t + Lambda) x_t = q_t on full sequences: the `method` of `mesa_attention` (this file is
+# also the Hub remote code, which cannot import the ops; a test keeps the two lists equal).
+MESA_SOLVES = ("auto", "woodbury", "cholesky", "cg", "cg_exact")
 
 # How transformers' cache and mask utilities should see each mixer (they validate `layer_types` against a fixed set).
 _LAYER_TYPE_OF_MIXER = {"softmax": "full_attention", "linear": "linear_attention", "mesa": "linear_attention"}
@@ -60,8 +61,8 @@ class MesaConfig(PretrainedConfig):
         mesa_conv_size: width of a causal short convolution (with SiLU) on q, k, v; 0 for none.
         mesa_output_norm: per-head RMSNorm on the mesa output ([P3]).
         mesa_solve: how mesa layers solve for `(H_t + Lambda)^{-1} q_t` on whole sequences (training, scoring,
-            prefill): `auto` (Woodbury without a forget gate, else Cholesky), `woodbury`, `cholesky` (both exact) or
-            `cg` (conjugate gradient). Single-token decoding always solves exactly. To evaluate a saved model with
+            prefill): `auto` (Woodbury without a forget gate, else `cg_exact`), `woodbury`, `cholesky`, `cg_exact`
+            (all exact: CG to float rounding with an exact fallback) or `cg` (conjugate gradient to `mesa_cg_tol`). Single-token decoding always solves exactly. To evaluate a saved model with
             another solve, load it with `config=MesaConfig.from_dict({**saved.to_dict(), "mesa_solve": "cg"})`.
         mesa_cg_max_iter / mesa_cg_tol: for `cg`, at most this many iterations, stopping once the relative
             residual is below the tolerance; `None` takes the op's defaults (`2 head_dim + 10`; 1e-5 in float32).
@@ -308,7 +309,7 @@ class MesaConfig(PretrainedConfig):
             _fail("mesa_conv_size", self.mesa_conv_size, "must be 0 (no convolution) or an integer >= 2")
         if self.mesa_solve == "woodbury" and self.mesa_gate != "none":
             _fail("mesa_solve", self.mesa_solve, "is exact only without a forget gate (mesa_gate='none'); use "
-                  "'cholesky' or 'cg' with mesa_gate='data'")
+                  "'cg_exact', 'cholesky' or 'cg' with mesa_gate='data'")
         iters = self.mesa_cg_max_iter
         if iters is not None and (not isinstance(iters, int) or isinstance(iters, bool) or iters < 1):
             _fail("mesa_cg_max_iter", iters, "must be an integer >= 1, or None for the op's default (2 head_dim + 10)")
