@@ -87,13 +87,14 @@ class _RunArguments:
         """Fill the chosen task's options not given with its defaults (checking them); the other tasks' options
         do not apply to this run and are recorded as None (as before tasks had their own modules, a run may carry
         them, e.g. a preset's text options on a dynamics run)."""
-        from ..data.tasks import make_task
+        from ..data.tasks.base import Task
 
         task = self.make_task()
         for name, declared in task_option_fields().items():
             value = getattr(self, name)
-            if value is not None and name not in task.option_names():  # still a bad value is an error
-                make_task(declared[0][0], **{name: value})
+            if value is not None and name not in task.option_names():
+                # Still a bad value is an error; checked on its own (not against the declaring task's other defaults).
+                Task.check_option(declared[0][1], value)
             setattr(self, name, getattr(task, name, None))
 
     def make_task(self):

@@ -82,5 +82,9 @@ def test_training_options_come_from_the_tasks():
     args = TrainArguments(task="dynamics", seq_len=8)
     assert args.make_task().to_dict()["options"]["seq_len"] == 8 and args.num_pairs is None
     assert TrainArguments(task="dynamics", num_pairs=3).num_pairs is None  # another task's option does not apply
+    # ... and is checked on its own, not against its task's other defaults (num_queries <= num_pairs=8 of mqar)
+    assert TrainArguments(task="dynamics", num_queries=20).num_queries is None
+    with pytest.raises(ValueError, match="num_queries=0 is invalid"):
+        TrainArguments(task="dynamics", num_queries=0)
     with pytest.raises(ValueError, match="seq_len=1 is invalid"):
         TrainArguments(task="dynamics", seq_len=1)

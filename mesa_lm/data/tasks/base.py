@@ -47,20 +47,25 @@ class Task:
 
     def __post_init__(self) -> None:
         for f in self.option_fields():
-            value = getattr(self, f.name)
-            if value is None and optional(f.type):
-                continue
-            kind = value_kind(f.type)
-            ok_type = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                ok_type = True
-            if not ok_type:
-                raise ValueError(f"{f.name}={value!r} is invalid: must be {'an integer' if kind is int else 'a ' + kind.__name__}")
-            choices, check = f.metadata.get("choices"), f.metadata.get("check")
-            if choices is not None and value not in choices:
-                raise ValueError(f"{f.name}={value!r} is invalid: must be one of {', '.join(map(repr, choices))}")
-            if check is not None and not check[0](value):
-                raise ValueError(f"{f.name}={value!r} is invalid: must be {check[1]}")
+            self.check_option(f, getattr(self, f.name))
+
+    @staticmethod
+    def check_option(f: dataclasses.Field, value: Any) -> None:
+        """One option on its own: its type, choices and range (a subclass's `__post_init__` checks how options fit
+        together)."""
+        if value is None and optional(f.type):
+            return
+        kind = value_kind(f.type)
+        ok_type = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok_type = True
+        if not ok_type:
+            raise ValueError(f"{f.name}={value!r} is invalid: must be {'an integer' if kind is int else 'a ' + kind.__name__}")
+        choices, check = f.metadata.get("choices"), f.metadata.get("check")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{f.name}={value!r} is invalid: must be one of {', '.join(map(repr, choices))}")
+        if check is not None and not check[0](value):
+            raise ValueError(f"{f.name}={value!r} is invalid: must be {check[1]}")
 
     @classmethod
     def option_fields(cls) -> list[dataclasses.Field]:
