@@ -67,9 +67,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def command(file: Path, options: list[str], out: Path) -> list[str]:
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(file), "--num_processes", "1",
-            "--main_process_port", str(free_port()), str(TRAIN_LM), *options, "--output_dir", str(out)]
+def command(entry: dict, options: list[str], out: Path) -> list[str]:
+    """The launch of train_lm.py under one configuration, at the configuration's precision (train_lm.py's own
+    --mixed_precision, default 'no', would otherwise override the configuration's)."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(entry["file"]),
+            "--num_processes", "1", "--main_process_port", str(free_port()), str(TRAIN_LM), *options,
+            "--mixed_precision", entry["precision"], "--output_dir", str(out)]
 
 
 def run(entry: dict, options: list[str], out: Path, timeout: float) -> dict:
@@ -79,7 +82,7 @@ def run(entry: dict, options: list[str], out: Path, timeout: float) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
     try:
-        result = subprocess.run(command(entry["file"], options, out), cwd=REPO, env=env, capture_output=True,
+        result = subprocess.run(command(entry, options, out), cwd=REPO, env=env, capture_output=True,
                                 text=True, timeout=timeout)
         status = "ok" if result.returncode == 0 else last_error(result.stderr)
     except subprocess.TimeoutExpired:
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             if entry["skip"]:
                 rows.append({"status": f"skipped: {entry['skip']}"})
             elif args.dry_run:
-                print(" ".join(command(entry["file"], options, out)))
+                print(" ".join(command(entry, options, out)))
                 rows.append({"status": "checked (dry run)"})
             else:
                 rows.append(run(entry, options, out, args.timeout))

@@ -4,6 +4,8 @@ each that it would train, and a broken configuration is one line naming the file
 import importlib.util
 import shutil
 
+import yaml
+
 from .runs import REPO
 
 spec = importlib.util.spec_from_file_location("gpu_engines", REPO / "scripts" / "gpu_engines.py")
@@ -24,6 +26,10 @@ def test_dry_run_checks_every_configuration_and_prints_its_command(capsys):
         assert row.endswith("| skipped: deepspeed is not installed |" if skipped else "| checked (dry run) |"), row
         assert any(f"/{name} --num_processes 1 " in c for c in commands) != skipped, name
     assert all(str(REPO / "train_lm.py") in c and "--max_steps 20" in c for c in commands)
+    # Each run trains at its configuration's precision (the table's column), not at train_lm.py's default.
+    for name, c in zip([n for n, r in zip(configs, rows) if "skipped" not in r], commands):
+        precision = yaml.safe_load((REPO / "configs" / "accelerate" / name).read_text())["mixed_precision"]
+        assert f"--mixed_precision {precision} " in c, (name, c)
 
 
 def test_a_broken_configuration_is_one_line_naming_the_file(tmp_path, capsys):
