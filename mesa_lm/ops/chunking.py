@@ -28,6 +28,10 @@ Tensor = torch.Tensor
 # Positions per (batch, head) in one group of chunks: large enough for efficient batched matmuls, small enough that
 # a group's temporaries (a few (C, C) and (C, D) blocks per chunk) stay cache-sized and a small part of the inputs.
 GROUP_TOKENS = 256
+# ...and at most about this many entries in one (G, B, H, C, D) block of a group (positions x batch x heads x D), at
+# least one chunk: a group's dozen such blocks and its states then fit the reference CPU's 32 MiB L3, where passes
+# over them run several times faster than from memory (measured: 0.5-2 MiB blocks; 4 MiB blocks at D = 64 were 7% slower).
+GROUP_ELEMENTS = 2**17
 
 
 def num_chunks(T: int, chunk_size: int) -> tuple[int, int]:
@@ -45,10 +49,11 @@ def chunk_groups(N: int, C: int, tokens: int | None = None) -> list[slice]:
 class Groups:
     """Moves data between the (B, T, H, F) layout and one group of chunks (G, B, H, C, F) at a time."""
 
-    def __init__(self, T: int, chunk_size: int, dtype: torch.dtype):
+    def __init__(self, T: int, chunk_size: int, dtype: torch.dtype, row: int):
+        """row: the entries of one position across batch, heads and features (B H D), which size the groups."""
         self.T, self.dtype = T, dtype
         self.C, self.N = num_chunks(T, chunk_size)
-        self.slices = chunk_groups(self.N, self.C)
+        self.slices = chunk_groups(self.N, self.C, min(GROUP_TOKENS, GROUP_ELEMENTS // row))
 
     def span(self, sl: slice) -> tuple[int, int]:
         """The token range [t0, t1) of the chunks `sl` (t1 < (sl.stop) * C for a ragged last chunk)."""
@@ -120,6 +125,14 @@ def scale(x: Tensor, w: Tensor | None) -> Tensor:
     return x if w is None else x * w[..., None]
 
 
+def add_matmul_(out: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """out += a @ b in place, for contiguous out (..., n, m) and a (..., n, r), b (..., r, m) with out's batch shape:
+    one batched BLAS call that accumulates into out (no temporary product, no separate add)."""
+    n, m = out.shape[-2:]
+    out.view(-1, n, m).baddbmm_(a.reshape(-1, n, a.shape[-1]), b.reshape(-1, b.shape[-2], m))
+    return out
+
+
 def scan_states(delta: Tensor, alast: Tensor | None, s0: Tensor) -> Tensor:
     """States at the chunk boundaries of a group: out[0] = s0, out[n + 1] = alast[n] out[n] + delta[n].
 
@@ -166,20 +179,26 @@ def linear_forward_group(q: Tensor, k: Tensor, v: Tensor, s: Tensor, a: Tensor |
 
     q, k: (G, B, H, C, D); v: (G, B, H, C, Dv); s: (G, B, H, Dv, D) the states at the chunks' starts.
     """
-    out = scale(q @ s.transpose(-1, -2), a)
-    return out.add_((q @ k.transpose(-1, -2)).mul_(dec) @ v)
+    out = scale(q, a) @ s.transpose(-1, -2)
+    return add_matmul_(out, (q @ k.transpose(-1, -2)).mul_(dec), v)
 
 
-def query_grad_group(do: Tensor, k: Tensor, v: Tensor, s: Tensor, a: Tensor | None, dec: Tensor) -> Tensor:
-    """Gradient of `linear_forward_group` with respect to q: a_t S_n^T do_t + sum_{i<=t} dec[t, i] (v_i . do_t) k_i."""
-    out = scale(do @ s, a)
-    return out.add_((do @ v.transpose(-1, -2)).mul_(dec) @ k)
+def output_scores(do: Tensor, v: Tensor, dec: Tensor) -> Tensor:
+    """[t, i] = dec[t, i] (do_t . v_i): how an output gradient reaches each value of its chunk, (G, B, H, C, C)."""
+    return (do @ v.transpose(-1, -2)).mul_(dec)
+
+
+def query_grad_group(do: Tensor, k: Tensor, s: Tensor, p: Tensor, a: Tensor | None) -> Tensor:
+    """Gradient of `linear_forward_group` with respect to q: a_t S_n^T do_t + sum_{i<=t} p[t, i] k_i, with
+    p = output_scores(do, v, dec)."""
+    return add_matmul_(scale(do, a) @ s, p, k)
 
 
 def linear_backward_group(
     q: Tensor,
     k: Tensor,
     parts: Sequence[tuple[Tensor, Tensor, Tensor, Tensor]],
+    p: Tensor,
     a: Tensor | None,
     dec: Tensor,
     wlast: Tensor | None,
@@ -189,30 +208,34 @@ def linear_backward_group(
     """Gradients of linear attention for a group of chunks, for one or more value/state parts sharing q and k.
 
     parts: (v, do, s, ds_end) per part: values (G, B, H, C, Dv), output gradients, states at the chunks' starts
-    (G, B, H, Dv, D), and gradients with respect to the states at the chunks' ends (from `scan_state_grads`).
+    (G, B, H, Dv, D), and gradients with respect to the states at the chunks' ends (from `scan_state_grads`);
+    p: the sum over parts of their `output_scores` (the caller often has them already; not modified).
     Returns (dq or None, dk, [dv per part], dc or None). dc[t] = q_t . dq_t - k_t . dk_t is the gradient with respect
     to the log-cumsum of the gates at t (a decay exp(c_t - c_i) pairs a query at t with a key at i); the caller adds
     the final state's own term and reverse-cumsums it into log-gate gradients.
     """
-    p = None  # [t, i] = dec[t, i] sum over parts of (do_t . v_i)
-    for v, do, _, _ in parts:
-        pv = do @ v.transpose(-1, -2)
-        p = pv if p is None else p.add_(pv)
-    p.mul_(dec)
+    # Products that add into an existing result accumulate in place (add_matmul_): no temporary, no extra pass.
     dk = p.transpose(-1, -2) @ q
     for v, _, _, ds in parts:
-        dk.add_(scale(v @ ds, wlast))
-    dq = None
-    if need_q or need_gate:
+        add_matmul_(dk, scale(v, wlast), ds)
+    qk = q @ k.transpose(-1, -2)
+    dq = qdq = None
+    if need_q:
         dq = p @ k
         for _, do, s, _ in parts:
-            dq.add_(scale(do @ s, a))
+            add_matmul_(dq, scale(do, a), s)
+        if need_gate:
+            qdq = (q * dq).sum(-1)
+    elif need_gate:
+        # q_t . dq_t without dq: the in-chunk part q_t . sum_i p[t, i] k_i is sum_i p[t, i] (q_t . k_i).
+        qdq = (p * qk).sum(-1)
+        for _, do, s, _ in parts:
+            qdq += (q * (scale(do, a) @ s)).sum(-1)
     del p
-    sqk = (q @ k.transpose(-1, -2)).mul_(dec).transpose(-1, -2)  # [i, t] = dec[t, i] (q_t . k_i)
-    dvs = [(sqk @ do).add_(scale(k @ ds.transpose(-1, -2), wlast)) for _, do, _, ds in parts]
-    dc = None
-    if need_gate:
-        dc = (q * dq).sum(-1) - (k * dk).sum(-1)
+    sqk = qk.mul_(dec).transpose(-1, -2)  # [i, t] = dec[t, i] (q_t . k_i)
+    kw = scale(k, wlast)
+    dvs = [add_matmul_(sqk @ do, kw, ds.transpose(-1, -2)) for _, do, _, ds in parts]
+    dc = qdq.sub_((k * dk).sum(-1)) if need_gate else None
     return dq, dk, dvs, dc
 
 

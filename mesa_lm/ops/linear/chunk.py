@@ -14,6 +14,7 @@ from ..chunking import (
     linear_backward_group,
     linear_forward_group,
     log_gate_grads,
+    output_scores,
     scan_state_grads,
     scan_states,
     start_state_grads,
@@ -33,7 +34,7 @@ class LinearAttentionFunction(torch.autograd.Function):
         with torch.autocast(q.device.type, enabled=False):
             B, T, H, D = q.shape
             cd = torch.promote_types(q.dtype, torch.float32)
-            grp = Groups(T, chunk_size, cd)
+            grp = Groups(T, chunk_size, cd, B * H * max(D, v.shape[-1]))
             s = q.new_zeros(B, H, v.shape[-1], D, dtype=cd) if s0 is None else s0.to(cd)
             o = q.new_empty(v.shape)
             # The state at each group's start, for the backward (not views: a view would keep the group alive).
@@ -56,7 +57,7 @@ class LinearAttentionFunction(torch.autograd.Function):
         with torch.autocast(q.device.type, enabled=False):
             B, T, H, D = q.shape
             cd = checkpoints.dtype
-            grp = Groups(T, ctx.chunk_size, cd)
+            grp = Groups(T, ctx.chunk_size, cd, B * H * max(D, v.shape[-1]))
             need_gate = gamma is not None and ctx.needs_input_grad[3]
             dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
             dgamma = torch.empty_like(gamma) if need_gate else None
@@ -71,7 +72,8 @@ class LinearAttentionFunction(torch.autograd.Function):
                 states = scan_states(state_deltas(kg, vg, dc.wlast), dc.alast, checkpoints[idx])
                 dstates = scan_state_grads(start_state_grads(dog, qg, dc.a), dc.alast, ds)
                 part = (vg, dog, states[:-1], dstates[1:])
-                dqg, dkg, (dvg,), dcg = linear_backward_group(qg, kg, [part], dc.a, dc.dec, dc.wlast, True, need_gate)
+                p = output_scores(dog, vg, dc.dec)
+                dqg, dkg, (dvg,), dcg = linear_backward_group(qg, kg, [part], p, dc.a, dc.dec, dc.wlast, True, need_gate)
                 grp.put(dq, sl, dqg)
                 grp.put(dk, sl, dkg)
                 grp.put(dv, sl, dvg)

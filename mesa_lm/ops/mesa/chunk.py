@@ -24,7 +24,9 @@ from ..chunking import (
     linear_backward_group,
     linear_forward_group,
     log_gate_grads,
+    output_scores,
     query_grad_group,
+    scale,
     scan_state_grads,
     scan_states,
     start_state_grads,
@@ -80,7 +82,7 @@ class MesaFunction(torch.autograd.Function):
             B, T, H, D = q.shape
             Dv = v.shape[-1]
             cd = torch.promote_types(q.dtype, torch.float32)
-            grp = Groups(T, chunk_size, cd)
+            grp = Groups(T, chunk_size, cd, B * H * max(D, v.shape[-1]))
             lam_c = lam.to(cd)
             lam_c = lam_c[:, None].expand(H, D) if lam.ndim == 1 else lam_c
             # Cholesky reads one triangle only; symmetrising H0 makes the op (and its gradient) well defined.
@@ -115,7 +117,7 @@ class MesaFunction(torch.autograd.Function):
         with torch.autocast(k.device.type, enabled=False):
             B, T, H, D = k.shape
             cd = hc.dtype
-            grp = Groups(T, chunk_size, cd)
+            grp = Groups(T, chunk_size, cd, B * H * max(D, v.shape[-1]))
             lam_c = lam.to(cd)
             lam_c = lam_c[:, None].expand(H, D) if lam.ndim == 1 else lam_c
             need_gate = gamma is not None and need[4]
@@ -162,8 +164,10 @@ def _backward_group(grp: Groups, sl: slice, inputs, xs, do, dstate, later, grads
     gr = _Group(grp, sl, *inputs)
     a, dec, wlast = gr.decay.a, gr.decay.dec, gr.decay.wlast
     x, dog = xs[sl], grp.get(do, sl)
+    doa = scale(dog, a)
+    pg = output_scores(dog, gr.vb, dec)  # serves both r and the G part's backward below
     # r_t = G_t^T do_t, then dq_t = (H_t + Lambda)^{-1} r_t (the same symmetric matrix as the forward).
-    r = query_grad_group(dog, gr.k, gr.vb, gr.gs[:-1], a, dec)
+    r = query_grad_group(doa, gr.k, gr.gs[:-1], pg, None)
     dqg = gr.solver(*opts[1:]).solve(r)
     del r
     grp.put(dq, sl, dqg)
@@ -171,12 +175,15 @@ def _backward_group(grp: Groups, sl: slice, inputs, xs, do, dstate, later, grads
     dlam.add_((m * x).sum((0, 1, 3)))  # diagonal of -sum_t dq_t x_t^T
     # o_t = G_t x_t and p_t = H_t x_t (x held fixed): linear attention with query x over G (values
     # beta v, output gradient do) and over H (values beta k, output gradient -dq), keys k.
-    dgs = scan_state_grads(start_state_grads(dog, x, a), gr.decay.alast, dg)
+    dgs = scan_state_grads(start_state_grads(doa, x, None), gr.decay.alast, dg)
     dhs = scan_state_grads(start_state_grads(m, x, a), gr.decay.alast, dh)
+    del doa
     parts = [(gr.vb, dog, gr.gs[:-1], dgs[1:]), (gr.kb, m, gr.hs[:-1], dhs[1:])]
     need_gate = dgamma is not None
-    _, dkg, (dvb, dkb), dcg = linear_backward_group(x, gr.k, parts, a, dec, wlast, False, need_gate)
-    del parts, m, dog
+    p = output_scores(m, gr.kb, dec).add_(pg)
+    del pg
+    _, dkg, (dvb, dkb), dcg = linear_backward_group(x, gr.k, parts, p, a, dec, wlast, False, need_gate)
+    del parts, m, dog, p
     # Route the gradients of the written values beta v, beta k to v, k and beta.
     if gr.beta is not None:
         if dbeta is not None:
