@@ -3,8 +3,8 @@ forward and backward that both linear attention and the mesa layer's read-out ar
 
 The ops stream over groups of consecutive chunks (at most GROUP_TOKENS positions, and GROUP_ELEMENTS entries per
 block). A group of the (B, T, H, F) inputs becomes a contiguous (G, B, H, C, F) block (zero-padded past T), whose
-leading axes flatten into one batch axis for the batched matmuls. Zero keys and values with gate 1 leave every state unchanged, so padding never changes
-a result. Per chunk, with local cumulative log-gates c_t = sum_{s<=t} log gamma_s:
+leading axes flatten into one batch axis for the batched matmuls. Zero keys and values with gate 1 leave every state
+unchanged, so padding never changes a result. Per chunk, with local cumulative log-gates c_t = sum_{s<=t} log gamma_s:
     a[t]       = exp(c_t)                  decay from the chunk start to position t
     dec[t, i]  = exp(c_t - c_i), i <= t    decay from token i to position t (the causal mask when ungated)
     wlast[i]   = dec[C-1, i]               decay from token i to the chunk end

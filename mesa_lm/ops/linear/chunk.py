@@ -73,7 +73,8 @@ class LinearAttentionFunction(torch.autograd.Function):
                 dstates = scan_state_grads(start_state_grads(dog, qg, dc.a), dc.alast, ds)
                 part = (vg, dog, states[:-1], dstates[1:])
                 p = output_scores(dog, vg, dc.dec)
-                dqg, dkg, (dvg,), dcg = linear_backward_group(qg, kg, [part], p, dc.a, dc.dec, dc.wlast, True, need_gate)
+                grads = linear_backward_group(qg, kg, [part], p, dc.a, dc.dec, dc.wlast, True, need_gate)
+                dqg, dkg, (dvg,), dcg = grads
                 grp.put(dq, sl, dqg)
                 grp.put(dk, sl, dkg)
                 grp.put(dv, sl, dvg)
