@@ -109,9 +109,11 @@ class Decay:
         if gamma is None:
             return cls(None, causal, None, None)
         cum = gamma.log().cumsum(-1)
-        # Mask before exp: for i > t the difference is positive and could overflow to inf (inf * 0 = nan).
-        diff = (cum[..., :, None] - cum[..., None, :]).masked_fill_(causal == 0, float("-inf"))
-        return cls(cum.exp(), diff.exp_(), (cum[..., -1:] - cum).exp_(), cum[..., -1].exp())
+        # Zero the differences above the diagonal before exp (there they are positive and could overflow: inf * 0 =
+        # nan), then the mask. Multiplying by the 0/1 mask is several times faster on CPU than masked_fill with -inf,
+        # and exp of -inf takes a slow path.
+        dec = (cum[..., :, None] - cum[..., None, :]).mul_(causal).exp_().mul_(causal)
+        return cls(cum.exp(), dec, (cum[..., -1:] - cum).exp_(), cum[..., -1].exp())
 
     def sub(self, sl: slice) -> "Decay":
         """The decays of the chunks `sl` of this group."""
