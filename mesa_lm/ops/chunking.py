@@ -86,7 +86,10 @@ class Groups:
         """Write a group (G, B, H, C, F) into out (B, T, H, F), dropping the padding."""
         t0, t1 = self.span(sl)
         G, B, H, C, Fd = y.shape
-        out[:, t0:t1] = y.permute(1, 0, 3, 2, 4).reshape(B, G * C, H, Fd)[:, : t1 - t0]
+        if t1 - t0 == G * C:  # no padding: one strided copy straight into out
+            out[:, t0:t1].view(B, G, C, H, Fd).copy_(y.permute(1, 0, 3, 2, 4))
+        else:
+            out[:, t0:t1] = y.permute(1, 0, 3, 2, 4).reshape(B, G * C, H, Fd)[:, : t1 - t0]
 
     def put_gate(self, out: Tensor, sl: slice, y: Tensor) -> None:
         """Write a per-position group (G, B, H, C) into out (B, T, H)."""

@@ -121,15 +121,19 @@ class MesaSolver:
 
     def _in_parts(self, b: Tensor) -> Tensor:
         """CG on a few chunks at a time (about CG_ELEMENTS vector entries): its vectors are the largest temporaries."""
-        x = torch.empty_like(b)
         _, B, H, C, D = b.shape
-        for sl in chunk_groups(b.shape[0], C, max(C, CG_ELEMENTS // (B * H * D))):
+        parts = chunk_groups(b.shape[0], C, max(C, CG_ELEMENTS // (B * H * D)))
+        x = None if len(parts) == 1 else torch.empty_like(b)
+        for sl in parts:
             beta = None if self.beta is None else self.beta[sl]
             part = MesaSolver(self.method, self.h[sl], self.k[sl], self.kb[sl], beta, self.lam, self.decay.sub(sl),
                               self.cg_tol, self.cg_max_iter)  # fmt: skip
-            x[sl] = part._cg(b[sl]) if self.method == "cg" else part._cg_exact(b[sl])
+            xp = part._cg(b[sl]) if self.method == "cg" else part._cg_exact(b[sl])
             self.iterations += part.iterations
             self.direct_chunks += part.direct_chunks
+            if x is None:
+                return xp  # one part: its result is the answer (no copy)
+            x[sl] = xp
         return x
 
     def _per_position(self, b: Tensor, chunks: Tensor | None = None) -> Tensor:
