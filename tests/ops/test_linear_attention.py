@@ -65,6 +65,36 @@ def test_chunk_matches_naive(dtype, tol, T, C, gated, init, D, Dv, small_groups)
     assert torch.equal(linear_attention(**x, chunk_size=C), o)
 
 
+def test_groups_are_sized_by_positions_and_entries():
+    """At most GROUP_TOKENS positions and GROUP_ELEMENTS entries per (G, B, H, C, D) block, and at least one chunk."""
+    def sizes(T: int, row: int) -> list[int]:
+        return [s.stop - s.start for s in chunking.Groups(T, 64, torch.float32, row).slices]
+
+    assert sizes(1024, 16 * 64) == [2] * 8  # 2^17 entries / (B H D = 1024) = 128 positions: two chunks of 64
+    assert sizes(1024, 1) == [4] * 4  # the entries allow more: GROUP_TOKENS = 256 positions
+    assert sizes(1000, 2**20) == [1] * 16  # less than a chunk's worth: one chunk per group (the last one ragged)
+
+
+@pytest.mark.parametrize("gated", [True, False])
+def test_groups_cut_by_entries_match_naive(gated, monkeypatch):
+    """Groups cut by the entries cap (not GROUP_TOKENS): outputs, final state and every gradient in float64."""
+    monkeypatch.setattr(chunking, "GROUP_ELEMENTS", 8 * 2 * 3 * 5)  # (B, H, Dv) = (2, 3, 5): 8 positions, 2 chunks
+    x = make_inputs(T=19, D=4, Dv=5, gated=gated, seed=3)
+    assert len(chunking.Groups(19, 4, torch.float64, 2 * 3 * 5).slices) == 3
+    gen = torch.Generator().manual_seed(4)
+    w = (torch.randn(2, 19, 3, 5, generator=gen, dtype=torch.float64), torch.randn(2, 3, 5, 4, generator=gen,
+                                                                                 dtype=torch.float64))
+
+    def run(fn, **kw):
+        leaves = {n: (t.clone().requires_grad_() if t is not None else None) for n, t in x.items()}
+        o, s = fn(**leaves, output_final_state=True, **kw)
+        grads = torch.autograd.grad((o * w[0]).sum() + (s * w[1]).sum(), [t for t in leaves.values() if t is not None])
+        return [o, s, *grads]
+
+    for a, b in zip(run(linear_attention, chunk_size=4), run(linear_attention_naive)):
+        assert rel_err(a, b) <= 1e-10
+
+
 def test_strong_decay_stays_finite():
     """Tiny gates make the within-chunk log-cumsum large; the masked exp must not overflow into nan."""
     x = make_inputs(T=20, init=True, dtype=torch.float32)

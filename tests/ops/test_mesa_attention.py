@@ -120,6 +120,22 @@ def test_gradients_match_naive_float32(T, C, gated, lam_kind, init, D, Dv, metho
         assert rel_err(a, b) <= 1e-3
 
 
+@pytest.mark.parametrize("gated", [True, False])
+def test_groups_cut_by_entries_match_naive(gated, monkeypatch):
+    """Groups cut by the entries cap (not GROUP_TOKENS), default method: outputs, final states and every gradient
+    against the float64 reference."""
+    monkeypatch.setattr(chunking, "GROUP_ELEMENTS", 8 * 2 * 3 * 5)  # (B, H, Dv) = (2, 3, 5): 8 positions, 2 chunks
+    x = make_inputs(T=19, D=4, Dv=5, gated=gated, seed=5)
+    gen = torch.Generator().manual_seed(6)
+    w = tuple(torch.randn(*s, generator=gen, dtype=torch.float64) for s in ((2, 19, 3, 5), (2, 3, 4, 4), (2, 3, 5, 4)))
+    got = _grads(mesa_attention, x, w, chunk_size=4)
+    want = _grads(mesa_attention_naive, x, w)
+    o, (h, g) = mesa_attention(**x, output_final_state=True, chunk_size=4)
+    o_ref, (h_ref, g_ref) = mesa_attention_naive(**x, output_final_state=True)
+    for a, b in zip([o, h, g, *got], [o_ref, h_ref, g_ref, *want]):
+        assert rel_err(a, b) <= 1e-10
+
+
 def test_woodbury_rejects_forget_gate():
     x = make_inputs(T=5, gated=True)
     with pytest.raises(ValueError, match="woodbury.*without a forget gate"):
