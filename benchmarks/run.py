@@ -379,6 +379,28 @@ def check_targets(result: dict) -> list[dict]:
             pm, pl = m and m["fwd_bwd_peak_mb"], li and li["fwd_bwd_peak_mb"]
             ratio = pm / pl if pm and pl else None
             add(f"peak memory mesa / linear, fwd+bwd at T=4096{suffix}", ratio, 1.5, "<=")
+        # Issue 14: the gated layer's fast exact path, gated CG, the ungated path one step further, memory.
+        gated_exact, gated_cg = "mesa gated chunked (cg_exact)", "mesa gated chunked (cg)"
+        for D in sorted({r["D"] for r in ops}):
+            for T, limit in ((1024, 1.5), (4096, 0.5)):
+                r = op(gated_exact, D, T, "row")
+                add(f"gated exact (cg_exact) fwd+bwd / SDPA, D={D}, T={T}", r and r.get("fwd_bwd_ratio_sdpa"), limit,
+                    "<=")  # fmt: skip
+            r = op(gated_cg, D, 1024, "row")
+            add(f"gated cg (default tolerance) fwd+bwd / SDPA, D={D}, T=1024", r and r.get("fwd_bwd_ratio_sdpa"), 1.0,
+                "<=")  # fmt: skip
+            for T, limit in ((1024, 0.8 if D == 32 else 1.0), (4096, 0.3 if D == 32 else None)):
+                r = op("mesa chunked", D, T, "row")
+                if limit is not None:
+                    add(f"ungated fwd+bwd / SDPA, D={D}, T={T}", r and r.get("fwd_bwd_ratio_sdpa"), limit, "<=")
+            for T in sorted({r["T"] for r in ops if r["D"] == D}):
+                li = op("linear chunked", D, T, "row")
+                for mixer in ("mesa chunked", gated_exact, gated_cg):
+                    m = op(mixer, D, T, "row")
+                    pm, pl = m and m["fwd_bwd_peak_mb"], li and li["fwd_bwd_peak_mb"]
+                    if m is not None:
+                        add(f"peak memory {mixer.replace('mesa ', '')} / linear, D={D}, T={T}",
+                            pm / pl if pm and pl else None, 1.5, "<=")  # fmt: skip
     dec = [r for r in result.get("decode", []) if r["level"] == "layer"]
     for mixer in ("mesa layer (state)", "mesa layer, gated (state)", "linear layer (state)"):
         rs = {r["context"]: r["step"]["median_ms"] for r in dec if r["mixer"] == mixer}
