@@ -33,6 +33,7 @@ def branch(request, monkeypatch):
     monkeypatch.setattr(solvers, "JACOBI_CHUNK", jacobi_chunk)
     monkeypatch.setattr(solvers, "JACOBI_SPREAD", jacobi_spread)
     monkeypatch.setattr(chunking, "GROUP_TOKENS", 8)  # groups of two chunks: the passes cross group boundaries
+    monkeypatch.setattr(solvers, "CG_ELEMENTS", 1)  # CG on one chunk at a time: two parts per group
     return request.param
 
 
@@ -56,11 +57,14 @@ def test_matches_reference_float64(branch, T, C, lam_kind, init, monkeypatch):
 @pytest.mark.parametrize("gated", [True, False])
 @pytest.mark.parametrize("jacobi_spread", [0.0, float("inf")])
 @pytest.mark.parametrize("jacobi_chunk", [2, 4, 1024])
-def test_tolerance_cg_on_subchunks_matches_reference(gated, jacobi_spread, jacobi_chunk, monkeypatch):
+@pytest.mark.parametrize("cg_elements", [1, solvers.CG_ELEMENTS])
+def test_tolerance_cg_on_subchunks_matches_reference(gated, jacobi_spread, jacobi_chunk, cg_elements, monkeypatch):
     """`cg` (Jacobi or plain CG to a tolerance) on sub-chunks of 2 or 4 positions, or whole chunks of 8, with and
-    without gates: at float64 tolerance it is the reference, outputs and gradients."""
+    without gates, on a group's chunks at once or one chunk at a time: at float64 tolerance it is the reference,
+    outputs and gradients."""
     monkeypatch.setattr(solvers, "JACOBI_CHUNK", jacobi_chunk)
     monkeypatch.setattr(solvers, "JACOBI_SPREAD", jacobi_spread)
+    monkeypatch.setattr(solvers, "CG_ELEMENTS", cg_elements)
     monkeypatch.setattr(chunking, "GROUP_TOKENS", 16)
     x = make_inputs(T=27, gated=gated, init=True, seed=43)
     leaves = {n: t.clone().requires_grad_() for n, t in x.items() if isinstance(t, torch.Tensor)}
