@@ -17,6 +17,7 @@ beyond the inputs, outputs and gradients is therefore one group's worth, whateve
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -53,7 +54,7 @@ class Groups:
         """row: the entries of one position across batch, heads and features (B H D), which size the groups."""
         self.T, self.dtype = T, dtype
         self.C, self.N = num_chunks(T, chunk_size)
-        self.slices = chunk_groups(self.N, self.C, min(GROUP_TOKENS, GROUP_ELEMENTS // row))
+        self.slices = chunk_groups(self.N, self.C, min(GROUP_TOKENS, GROUP_ELEMENTS // max(row, 1)))
 
     def span(self, sl: slice) -> tuple[int, int]:
         """The token range [t0, t1) of the chunks `sl` (t1 < (sl.stop) * C for a ragged last chunk)."""
@@ -134,7 +135,8 @@ def add_matmul_(out: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """out += a @ b in place, for contiguous out (..., n, m) and a (..., n, r), b (..., r, m) with out's batch shape:
     one batched BLAS call that accumulates into out (no temporary product, no separate add)."""
     n, m = out.shape[-2:]
-    out.view(-1, n, m).baddbmm_(a.reshape(-1, n, a.shape[-1]), b.reshape(-1, b.shape[-2], m))
+    batch = math.prod(out.shape[:-2])  # explicit: -1 is ambiguous for empty tensors
+    out.view(batch, n, m).baddbmm_(a.reshape(batch, n, a.shape[-1]), b.reshape(batch, b.shape[-2], m))
     return out
 
 

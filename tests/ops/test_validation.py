@@ -68,6 +68,11 @@ MESA_BAD = SHARED_BAD + [
     (dict(lam=torch.ones(1, H, D)), r"lam has shape \(1, 3, 4\)"),
     (dict(lam=torch.tensor([1.0, 0.0, 2.0])), r"lam has min value 0; every entry must be > 0"),
     (dict(lam=-torch.ones(H, D)), r"lam has min value -1"),
+    *[  # empty batch, heads or features: each position solves a D x D system
+        (dict(q=torch.randn(*s), k=torch.randn(*s), v=torch.randn(*s[:3], dv), lam=torch.ones(s[2]), gamma=None,
+              beta=None, initial_state=None), r"B, H, D and Dv must all be at least 1")  # fmt: skip
+        for s, dv in (((0, T, H, D), Dv), ((B, T, 0, D), Dv), ((B, T, H, 0), Dv), ((B, T, H, D), 0))
+    ],
     (dict(lam=torch.ones(H, dtype=torch.long)), r"lam has dtype torch.int64"),
     (dict(lam=torch.ones(H, device="meta")), r"lam is on meta but q is on cpu"),
     (dict(beta=torch.full((T, H), 0.9)), r"beta has shape \(5, 3\); expected \(B, T, H\)"),
@@ -121,6 +126,20 @@ def test_linear_rejects(fn, over, pattern):
 def test_bad_chunk_size(chunk_size):
     _raises(mesa_attention, mesa_args(chunk_size=chunk_size), r"chunk_size is .*; expected an int >= 1")
     _raises(linear_attention, linear_args(chunk_size=chunk_size), r"chunk_size is .*; expected an int >= 1")
+
+
+@pytest.mark.parametrize("shape", [(0, T, H, D, Dv), (B, T, 0, D, Dv), (B, T, H, 0, 0), (B, T, H, D, 0)])
+@pytest.mark.parametrize("gated", [False, True])
+def test_linear_attention_takes_empty_sizes(shape, gated):
+    """An empty batch, head or feature axis gives an empty (or zero) output, and backward runs, as in the reference."""
+    b, t, h, d, dv = shape
+    shapes = {"q": (b, t, h, d), "k": (b, t, h, d), "v": (b, t, h, dv)}
+    x = {n: torch.randn(*s, requires_grad=True) for n, s in shapes.items()}
+    gamma = torch.full((b, t, h), 0.9) if gated else None
+    o = linear_attention(**x, gamma=gamma)
+    assert torch.equal(o, linear_attention_naive(**x, gamma=gamma))
+    o.sum().backward()
+    assert all(x[n].grad.shape == x[n].shape for n in x)
 
 
 def test_valid_inputs_pass():
