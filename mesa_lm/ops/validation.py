@@ -100,8 +100,8 @@ def check_mesa_inputs(
 ) -> tuple[int, int, int, int, int]:
     """All checks of the mesa ops; returns (B, T, H, D, Dv)."""
     B, T, H, D, Dv = check_qkv(fn, q, k, v)
-    if 0 in (B, H, D, Dv):
-        raise ValueError(f"{fn}: q has shape {_shape(q)} and v {_shape(v)}; B, H, D and Dv must all be at least 1")
+    if 0 in (B, H, D):
+        raise ValueError(f"{fn}: q has shape {_shape(q)}; B, H and D must all be at least 1 (a D x D solve per head)")
     check_lam(fn, lam, H, D, q.device)
     check_gate(fn, "gamma", gamma, B, T, H, q.device)
     check_gate(fn, "beta", beta, B, T, H, q.device)

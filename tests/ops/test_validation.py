@@ -69,9 +69,9 @@ MESA_BAD = SHARED_BAD + [
     (dict(lam=torch.tensor([1.0, 0.0, 2.0])), r"lam has min value 0; every entry must be > 0"),
     (dict(lam=-torch.ones(H, D)), r"lam has min value -1"),
     *[  # empty batch, heads or features: each position solves a D x D system
-        (dict(q=torch.randn(*s), k=torch.randn(*s), v=torch.randn(*s[:3], dv), lam=torch.ones(s[2]), gamma=None,
-              beta=None, initial_state=None), r"B, H, D and Dv must all be at least 1")  # fmt: skip
-        for s, dv in (((0, T, H, D), Dv), ((B, T, 0, D), Dv), ((B, T, H, 0), Dv), ((B, T, H, D), 0))
+        (dict(q=torch.randn(*s), k=torch.randn(*s), v=torch.randn(*s[:3], Dv), lam=torch.ones(s[2]), gamma=None,
+              beta=None, initial_state=None), r"B, H and D must all be at least 1")  # fmt: skip
+        for s in ((0, T, H, D), (B, T, 0, D), (B, T, H, 0))
     ],
     (dict(lam=torch.ones(H, dtype=torch.long)), r"lam has dtype torch.int64"),
     (dict(lam=torch.ones(H, device="meta")), r"lam is on meta but q is on cpu"),
