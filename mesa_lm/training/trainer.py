@@ -460,10 +460,11 @@ def _loop(args, accelerator, model, optimizer, schedule, data, stop, out, start_
             what = "loss" if not bool(torch.isfinite(step_loss)) else "gradient"
             if args.nonfinite == "stop":
                 progress.close()
+                deepspeed = accelerator.distributed_type.name == "DEEPSPEED"  # it cannot skip (engines.py)
+                hint = "" if deepspeed else " (--nonfinite skip skips such steps)"
                 raise TrainingError(
                     f"non-finite {what} at step {done} (loss {step_loss.item():.4g}, gradient norm "
-                    f"{float(grad_norm):.4g}); training stopped, {good()}, no model saved "
-                    "(--nonfinite skip skips such steps)"
+                    f"{float(grad_norm):.4g}); training stopped, {good()}, no model saved{hint}"
                 )
             optimizer.zero_grad(set_to_none=True)  # skip the update; the data stream and schedule move on
             skipped += 1
