@@ -51,10 +51,16 @@ class Groups:
     """Moves data between the (B, T, H, F) layout and one group of chunks (G, B, H, C, F) at a time."""
 
     def __init__(self, T: int, chunk_size: int, dtype: torch.dtype, row: int):
-        """row: the entries of one position across batch, heads and features (B H D), which size the groups."""
+        """row: the entries of one position across batch, heads and features (B H D), which size the groups.
+
+        `segments`: runs of consecutive group indices spanning about GROUP_TOKENS positions. The forward keeps the
+        state for the backward at each segment's start only, so the entries cap never multiplies that memory (it is
+        O(T / GROUP_TOKENS) states); the backward rebuilds a segment's groups in order, then runs them in reverse."""
         self.T, self.dtype = T, dtype
         self.C, self.N = num_chunks(T, chunk_size)
         self.slices = chunk_groups(self.N, self.C, min(GROUP_TOKENS, GROUP_ELEMENTS // max(row, 1)))
+        per = max(1, max(1, GROUP_TOKENS // self.C) // (self.slices[0].stop - self.slices[0].start))
+        self.segments = [list(range(i, min(i + per, len(self.slices)))) for i in range(0, len(self.slices), per)]
 
     def span(self, sl: slice) -> tuple[int, int]:
         """The token range [t0, t1) of the chunks `sl` (t1 < (sl.stop) * C for a ragged last chunk)."""
@@ -112,7 +118,9 @@ class Decay:
         causal = torch.ones(C, C, dtype=dtype, device=device).tril_()
         if gamma is None:
             return cls(None, causal, None, None)
-        cum = gamma.log().cumsum(-1)
+        # A gate of exactly 0 (float32 sigmoid of a logit below about -104) is taken as the smallest normal number:
+        # log 0 = -inf would make the differences below inf - inf = nan.
+        cum = gamma.clamp_min(torch.finfo(gamma.dtype).tiny).log().cumsum(-1)
         # Zero the differences above the diagonal before exp (there they are positive and could overflow: inf * 0 =
         # nan), then the mask. Multiplying by the 0/1 mask is several times faster on CPU than masked_fill with -inf,
         # and exp of -inf takes a slow path.
@@ -255,6 +263,14 @@ def log_gate_grads(dc: Tensor, later: Tensor) -> tuple[Tensor, Tensor]:
     seq = dc.permute(1, 2, 0, 3).reshape(B, H, G * C)
     suffix = seq.flip(-1).cumsum(-1).flip(-1) + later[..., None]
     return suffix.reshape(B, H, G, C).permute(2, 0, 1, 3), suffix[..., 0]
+
+
+def gate_grads(dlog: Tensor, gamma: Tensor) -> Tensor:
+    """d loss / d gamma = (d loss / d log gamma) / gamma. At a gate below the smallest normal number (taken as that
+    number by `Decay.make`) the log-space gradient has no finite quotient: it is 0 there, as a saturated sigmoid's
+    derivative makes it anyway."""
+    tiny = torch.finfo(gamma.dtype).tiny
+    return torch.where(gamma < tiny, 0.0, dlog / gamma.clamp_min(tiny))  # a NaN gate stays NaN
 
 
 def all_finite(*xs: Tensor | None) -> bool:

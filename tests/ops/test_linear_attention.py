@@ -73,14 +73,23 @@ def test_groups_are_sized_by_positions_and_entries():
     assert sizes(1024, 16 * 64) == [2] * 8  # 2^17 entries / (B H D = 1024) = 128 positions: two chunks of 64
     assert sizes(1024, 1) == [4] * 4  # the entries allow more: GROUP_TOKENS = 256 positions
     assert sizes(1000, 2**20) == [1] * 16  # less than a chunk's worth: one chunk per group (the last one ragged)
+    # States are saved once per segment of about GROUP_TOKENS positions, however small the groups.
+    assert chunking.Groups(1024, 64, torch.float32, 16 * 64).segments == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert chunking.Groups(1000, 64, torch.float32, 2**20).segments == [list(range(i, i + 4)) for i in range(0, 16, 4)]
+    assert chunking.Groups(1000, 64, torch.float32, 1).segments == [[0], [1], [2], [3]]
 
 
 @pytest.mark.parametrize("gated", [True, False])
 def test_groups_cut_by_entries_match_naive(gated, monkeypatch):
-    """Groups cut by the entries cap (not GROUP_TOKENS): outputs, final state and every gradient in float64."""
-    monkeypatch.setattr(chunking, "GROUP_ELEMENTS", 8 * 2 * 3 * 5)  # (B, H, Dv) = (2, 3, 5): 8 positions, 2 chunks
+    """Groups cut by the entries cap (one chunk of 4), two to a segment of GROUP_TOKENS = 8: outputs, final state and
+    every gradient in float64, with one state saved per segment."""
+    monkeypatch.setattr(chunking, "GROUP_TOKENS", 8)
+    monkeypatch.setattr(chunking, "GROUP_ELEMENTS", 4 * 2 * 3 * 5)  # (B, H, Dv) = (2, 3, 5): one chunk of 4
     x = make_inputs(T=19, D=4, Dv=5, gated=gated, seed=3)
-    assert len(chunking.Groups(19, 4, torch.float64, 2 * 3 * 5).slices) == 3
+    grp = chunking.Groups(19, 4, torch.float64, 2 * 3 * 5)
+    assert len(grp.slices) == 5 and grp.segments == [[0, 1], [2, 3], [4]]
+    o = linear_attention(**{n: t.clone().requires_grad_() for n, t in x.items() if t is not None}, chunk_size=4)
+    assert o.grad_fn.saved_tensors[-1].shape[0] == 3  # the checkpoints: one per segment
     gen = torch.Generator().manual_seed(4)
     w = (torch.randn(2, 19, 3, 5, generator=gen, dtype=torch.float64), torch.randn(2, 3, 5, 4, generator=gen,
                                                                                  dtype=torch.float64))

@@ -122,10 +122,14 @@ def test_gradients_match_naive_float32(T, C, gated, lam_kind, init, D, Dv, metho
 
 @pytest.mark.parametrize("gated", [True, False])
 def test_groups_cut_by_entries_match_naive(gated, monkeypatch):
-    """Groups cut by the entries cap (not GROUP_TOKENS), default method: outputs, final states and every gradient
-    against the float64 reference."""
-    monkeypatch.setattr(chunking, "GROUP_ELEMENTS", 8 * 2 * 3 * 5)  # (B, H, Dv) = (2, 3, 5): 8 positions, 2 chunks
+    """Groups cut by the entries cap (one chunk of 4), two to a segment of GROUP_TOKENS = 8, default method: outputs,
+    final states and every gradient against the float64 reference, with one pair of states saved per segment."""
+    monkeypatch.setattr(chunking, "GROUP_TOKENS", 8)
+    monkeypatch.setattr(chunking, "GROUP_ELEMENTS", 4 * 2 * 3 * 5)  # (B, H, Dv) = (2, 3, 5): one chunk of 4
     x = make_inputs(T=19, D=4, Dv=5, gated=gated, seed=5)
+    leaves = {n: t.clone().requires_grad_() for n, t in x.items() if torch.is_tensor(t)}
+    saved = mesa_attention(**leaves, initial_state=x["initial_state"], chunk_size=4).grad_fn.saved_tensors
+    assert saved[6].shape[0] == saved[7].shape[0] == 3  # H and G at the starts of segments [0, 1], [2, 3], [4]
     gen = torch.Generator().manual_seed(6)
     w = tuple(torch.randn(*s, generator=gen, dtype=torch.float64) for s in ((2, 19, 3, 5), (2, 3, 4, 4), (2, 3, 5, 4)))
     got = _grads(mesa_attention, x, w, chunk_size=4)
@@ -294,10 +298,13 @@ def test_initial_state_symmetric_part():
 
 
 @pytest.mark.parametrize("op", ["mesa", "linear"])
-def test_strided_inputs(op):
+def test_strided_inputs(op, monkeypatch):
     """Inputs laid out (B, H, T, D) and transposed to (B, T, H, D), as attention code often passes them: outputs and
-    gradients (which take the inputs' strides) equal those of contiguous copies, against the float64 reference."""
+    gradients (which take the inputs' strides) equal those of contiguous copies, against the float64 reference.
+    Groups of two chunks of 8: full groups are written through strided views, the ragged last one by copy."""
     from mesa_lm.ops import linear_attention, linear_attention_naive
+
+    monkeypatch.setattr(chunking, "GROUP_TOKENS", 16)
 
     gen = torch.Generator().manual_seed(21)
     B, T, H, D = 2, 37, 3, 8
@@ -323,3 +330,30 @@ def test_strided_inputs(op):
     assert rel_err(o, o_ref) <= 1e-10
     for a, b in zip(strided, dense):
         assert a.grad.shape == b.grad.shape and rel_err(a.grad, b.grad) <= 1e-10
+
+
+@pytest.mark.parametrize("op", ["mesa", "linear"])
+def test_a_gate_of_exactly_zero(op):
+    """gamma = 0 (a float32 sigmoid of a logit below about -104) forgets everything before it, as in the reference:
+    outputs and every gradient match it, except the zero gate's own gradient, which is 0 (none exists in log space)."""
+    from mesa_lm.ops import linear_attention, linear_attention_naive
+
+    x = make_inputs(T=16, gated=True, init=False, seed=8)
+    x["gamma"][:, 5] = 0.0
+    names = ["q", "k", "v", "lam", "gamma", "beta"] if op == "mesa" else ["q", "k", "v", "gamma"]
+    fast, ref = (mesa_attention, mesa_attention_naive) if op == "mesa" else (linear_attention, linear_attention_naive)
+    got = [x[n].clone().requires_grad_() for n in names]
+    want = [x[n].clone().requires_grad_() for n in names]
+    o, o_ref = fast(*got, chunk_size=8), ref(*want)
+    assert rel_err(o, o_ref) <= 1e-10
+    w = torch.randn_like(o)
+    (o * w).sum().backward()
+    (o_ref * w).sum().backward()
+    zero = x["gamma"] == 0
+    for n, a, b in zip(names, got, want):
+        if n == "gamma":
+            assert torch.equal(a.grad[zero], torch.zeros_like(a.grad[zero]))
+            a, b = a.grad[~zero], b.grad[~zero]
+        else:
+            a, b = a.grad, b.grad
+        assert rel_err(a, b) <= 1e-10, n

@@ -10,6 +10,7 @@ from ..chunking import (
     CausalGuard,
     Decay,
     all_finite,
+    gate_grads,
     Groups,
     linear_backward_group,
     linear_forward_group,
@@ -37,15 +38,17 @@ class LinearAttentionFunction(torch.autograd.Function):
             grp = Groups(T, chunk_size, cd, B * H * max(D, v.shape[-1]))
             s = q.new_zeros(B, H, v.shape[-1], D, dtype=cd) if s0 is None else s0.to(cd)
             o = q.new_empty(v.shape)
-            # The state at each group's start, for the backward (not views: a view would keep the group alive).
-            checkpoints = q.new_empty(len(grp.slices), *s.shape, dtype=cd)
-            for i, sl in enumerate(grp.slices):
-                qg, kg, vg = grp.get(q, sl), grp.get(k, sl), grp.get(v, sl)
-                dc = Decay.make(grp.get_gate(gamma, sl), grp.C, cd, q.device)
+            # The state at each segment's start, for the backward (not views: a view would keep the group alive).
+            checkpoints = q.new_empty(len(grp.segments), *s.shape, dtype=cd)
+            for i, segment in enumerate(grp.segments):
                 checkpoints[i] = s
-                states = scan_states(state_deltas(kg, vg, dc.wlast), dc.alast, s)
-                grp.put(o, sl, linear_forward_group(qg, kg, vg, states[:-1], dc.a, dc.dec))
-                s = states[-1].clone()
+                for idx in segment:
+                    sl = grp.slices[idx]
+                    qg, kg, vg = grp.get(q, sl), grp.get(k, sl), grp.get(v, sl)
+                    dc = Decay.make(grp.get_gate(gamma, sl), grp.C, cd, q.device)
+                    states = scan_states(state_deltas(kg, vg, dc.wlast), dc.alast, s)
+                    grp.put(o, sl, linear_forward_group(qg, kg, vg, states[:-1], dc.a, dc.dec))
+                    s = states[-1].clone()
         ctx.save_for_backward(q, k, v, gamma, s0, checkpoints)
         ctx.chunk_size = chunk_size
         return o, s
@@ -64,12 +67,23 @@ class LinearAttentionFunction(torch.autograd.Function):
             ds = ds_final.to(cd)  # gradient with respect to the state at the end of the current group
             later = q.new_zeros(B, H, dtype=cd)  # sum of dc over later groups
             last = len(grp.slices) - 1
+            built = []  # (k, v, gates, decays, states) of the current segment's groups, in order
             for idx in range(last, -1, -1):
+                if not built:
+                    # Rebuild the segment ending at idx in order (each group starts from the previous one's end).
+                    i = next(i for i, segment in enumerate(grp.segments) if segment[-1] == idx)
+                    start = checkpoints[i]
+                    for j in grp.segments[i]:
+                        sl = grp.slices[j]
+                        kg, vg, gg = grp.get(k, sl), grp.get(v, sl), grp.get_gate(gamma, sl)
+                        dc = Decay.make(gg, grp.C, cd, q.device)
+                        states = scan_states(state_deltas(kg, vg, dc.wlast), dc.alast, start)
+                        built.append((kg, vg, gg, dc, states))
+                        start = states[-1]
+                    del start, kg, vg, gg, dc, states
+                kg, vg, gg, dc, states = built.pop()
                 sl = grp.slices[idx]
-                qg, kg, vg, dog = grp.get(q, sl), grp.get(k, sl), grp.get(v, sl), grp.get(do, sl)
-                gg = grp.get_gate(gamma, sl)
-                dc = Decay.make(gg, grp.C, cd, q.device)
-                states = scan_states(state_deltas(kg, vg, dc.wlast), dc.alast, checkpoints[idx])
+                qg, dog = grp.get(q, sl), grp.get(do, sl)
                 dstates = scan_state_grads(start_state_grads(dog, qg, dc.a), dc.alast, ds)
                 part = (vg, dog, states[:-1], dstates[1:])
                 p = output_scores(dog, vg, dc.dec)
@@ -83,7 +97,7 @@ class LinearAttentionFunction(torch.autograd.Function):
                         # The final state decays with every gate: d loss / d c_T gains tr(dS_T^T S_T).
                         dcg[-1, ..., -1] += (ds * states[-1]).sum((-1, -2))
                     dlog, later = log_gate_grads(dcg, later)
-                    grp.put_gate(dgamma, sl, dlog / gg)
+                    grp.put_gate(dgamma, sl, gate_grads(dlog, gg))
                 ds = dstates[0]
             ds0 = ds.to(s0.dtype) if s0 is not None else None
         return dq, dk, dv, dgamma, ds0, None
@@ -100,7 +114,8 @@ def linear_attention(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """o_t = S_t q_t with S_t = gamma_t S_{t-1} + v_t k_t^T, S_0 = initial_state or 0 (no softmax, normaliser or scale).
 
-    q, k: (B, T, H, D); v: (B, T, H, Dv); gamma: (B, T, H) in (0, 1] or None; initial_state: (B, H, Dv, D).
+    q, k: (B, T, H, D); v: (B, T, H, Dv); gamma: (B, T, H) in (0, 1] or None (a gate of exactly 0, as a float32
+    sigmoid gives, is taken as the smallest normal number, and its own gradient is 0); initial_state: (B, H, Dv, D).
     Returns o (B, T, H, Dv) in q's dtype, plus S_T in the compute dtype if output_final_state.
     Chunkwise-parallel; the backward recomputes per group of chunks from the inputs and a few saved states.
     For one decoding step, `linear_attention_step` does the same in O(Dv D) per head.

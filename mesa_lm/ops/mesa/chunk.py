@@ -8,8 +8,8 @@ dq_t = (H_t + Lambda)^{-1} G_t^T do_t is one more solve with the same matrices; 
 into Lambda -dq_t * x_t, into G_t do_t x_t^T. Read as outputs of linear attention with query x_t (held fixed) over G
 (values beta v, output gradient do) and over H (values beta k, output gradient -dq), keys k, these flow to k, v,
 beta, gamma and the initial state through the chunked linear-attention backward.
-Saved for backward: x, the inputs and the states at group boundaries, O(T D) per head; each group's chunk states
-and factorisations are recomputed.
+Saved for backward: x, the inputs and the states at segment boundaries (about every GROUP_TOKENS positions),
+O(T D) per head; each group's chunk states and factorisations are recomputed.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ..chunking import (
     CausalGuard,
     Decay,
     all_finite,
+    gate_grads,
     Groups,
     linear_backward_group,
     linear_forward_group,
@@ -91,16 +92,17 @@ class MesaFunction(torch.autograd.Function):
             keep = any(ctx.needs_input_grad)
             o = q.new_empty(v.shape)
             xs = q.new_empty(grp.N, B, H, grp.C, D, dtype=cd) if keep else None  # x_t, saved for the backward
-            # The states at each group's start, for the backward (not views: a view would keep the group alive).
-            hc = q.new_empty(len(grp.slices), B, H, D, D, dtype=cd)
-            gc = q.new_empty(len(grp.slices), B, H, Dv, D, dtype=cd)
+            # The states at each segment's start, for the backward (not views: a view would keep the group alive).
+            hc = q.new_empty(len(grp.segments), B, H, D, D, dtype=cd)
+            gc = q.new_empty(len(grp.segments), B, H, Dv, D, dtype=cd)
             iterations = 0
             opts = (chunk_size, method, cg_tol, cg_max_iter)
-            for i, sl in enumerate(grp.slices):
+            for i, segment in enumerate(grp.segments):
                 hc[i], gc[i] = h, g
-                # One function call per group: its temporaries are freed before the next group's are made.
-                h, g, its = _forward_group(grp, sl, q, (k, v, gamma, beta, lam_c, h, g), o, xs, opts)
-                iterations += its
+                for idx in segment:
+                    # One function call per group: its temporaries are freed before the next group's are made.
+                    h, g, its = _forward_group(grp, grp.slices[idx], q, (k, v, gamma, beta, lam_c, h, g), o, xs, opts)
+                    iterations += its
         ctx.save_for_backward(xs, k, v, lam, gamma, beta, hc, gc)
         ctx.opts = opts
         ctx.dtypes = (q.dtype, None if h0 is None else h0.dtype, None if g0 is None else g0.dtype)
@@ -132,12 +134,21 @@ class MesaFunction(torch.autograd.Function):
             later = k.new_zeros(B, H, dtype=cd)  # sum of dc over later groups
             grads = (dq, dk, dv, dgamma, dbeta, dlam)
             last = len(grp.slices) - 1
-            for idx in range(last, -1, -1):
-                # One function call per group: its temporaries are freed before the next group's are made.
-                dh, dg, later = _backward_group(
-                    grp, grp.slices[idx], (k, v, gamma, beta, lam_c, hc[idx], gc[idx]), xs, do, (dh, dg), later,
-                    grads, ctx.opts, idx == last,
-                )
+            for i in range(len(grp.segments) - 1, -1, -1):
+                # The segment's groups in order (each starts from the previous one's end states), then their
+                # backward in reverse; each group is dropped once its backward is done.
+                built, h, g = [], hc[i], gc[i]
+                for idx in grp.segments[i]:
+                    gr = _Group(grp, grp.slices[idx], k, v, gamma, beta, lam_c, h, g)
+                    built.append((idx, gr))
+                    h, g = gr.hs[-1], gr.gs[-1]
+                del gr, h, g
+                while built:
+                    idx, gr = built.pop()
+                    dh, dg, later = _backward_group(
+                        grp, grp.slices[idx], gr, xs, do, (dh, dg), later, grads, ctx.opts, idx == last
+                    )
+                    del gr
             dlam = (dlam.sum(-1) if lam.ndim == 1 else dlam).to(lam.dtype) if need[3] else None
             dh0 = _sym(dh).to(h0_dtype) if h0_dtype is not None else None
             dg0 = dg.to(g0_dtype) if g0_dtype is not None else None
@@ -156,12 +167,11 @@ def _forward_group(grp: Groups, sl: slice, q, inputs, o, xs, opts) -> tuple[Tens
     return gr.hs[-1].clone(), gr.gs[-1].clone(), solver.iterations
 
 
-def _backward_group(grp: Groups, sl: slice, inputs, xs, do, dstate, later, grads, opts, is_last: bool):
-    """The backward of one group of chunks (see the module docstring): writes its slices of the input gradients
+def _backward_group(grp: Groups, sl: slice, gr: _Group, xs, do, dstate, later, grads, opts, is_last: bool):
+    """The backward of one group of chunks `gr` (see the module docstring): writes its slices of the input gradients
     and returns the gradients with respect to the states at its start and the running sum of dc."""
     dq, dk, dv, dgamma, dbeta, dlam = grads
     dh, dg = dstate
-    gr = _Group(grp, sl, *inputs)
     a, dec, wlast = gr.decay.a, gr.decay.dec, gr.decay.wlast
     x, dog = xs[sl], grp.get(do, sl)
     doa = scale(dog, a)
@@ -197,7 +207,7 @@ def _backward_group(grp: Groups, sl: slice, inputs, xs, do, dstate, later, grads
             # The final states decay with every gate: d loss / d c_T gains tr(dS_T^T S_T).
             dcg[-1, ..., -1] += (dg * gr.gs[-1]).sum((-1, -2)) + (dh * gr.hs[-1]).sum((-1, -2))
         dlog, later = log_gate_grads(dcg, later)
-        grp.put_gate(dgamma, sl, dlog / gr.gamma)
+        grp.put_gate(dgamma, sl, gate_grads(dlog, gr.gamma))
     # Copies, not views: a view would keep this group's (G + 1) state gradients alive.
     return dhs[0].clone(), dgs[0].clone(), later
 
@@ -221,7 +231,8 @@ def mesa_attention(
     H_t = gamma_t H_{t-1} + beta_t k_t k_t^T and G_t = gamma_t G_{t-1} + beta_t v_t k_t^T (Lambda is not decayed).
 
     q, k: (B, T, H, D); v: (B, T, H, Dv); lam: (H,) for Lambda = lam[h] I or (H, D) for diag(lam[h]), > 0;
-    gamma, beta: (B, T, H) in (0, 1] or None (= 1); initial_state: (H0 (B, H, D, D), G0 (B, H, Dv, D)) or None,
+    gamma, beta: (B, T, H) in (0, 1] or None (= 1) (a gamma of exactly 0 counts as the smallest normal number, with
+    gradient 0 there); initial_state: (H0 (B, H, D, D), G0 (B, H, Dv, D)) or None,
     H0 used through its symmetric part (H0 + H0^T) / 2. Returns o (B, T, H, Dv) in q's dtype, plus
     (H_T, G_T) in the compute dtype (float32, or float64 for float64 inputs) if output_final_state.
 
