@@ -55,7 +55,7 @@ class Groups:
 
         `segments`: runs of consecutive group indices spanning about GROUP_TOKENS positions. The forward keeps the
         state for the backward at each segment's start only, so the entries cap never multiplies that memory (it is
-        O(T / GROUP_TOKENS) states); the backward rebuilds a segment's groups in order, then runs them in reverse."""
+        O(T / GROUP_TOKENS) states); the backward recomputes the states at the segment's other group starts first."""
         self.T, self.dtype = T, dtype
         self.C, self.N = num_chunks(T, chunk_size)
         self.slices = chunk_groups(self.N, self.C, min(GROUP_TOKENS, GROUP_ELEMENTS // max(row, 1)))

@@ -135,16 +135,17 @@ class MesaFunction(torch.autograd.Function):
             grads = (dq, dk, dv, dgamma, dbeta, dlam)
             last = len(grp.slices) - 1
             for i in range(len(grp.segments) - 1, -1, -1):
-                # The segment's groups in order (each starts from the previous one's end states), then their
-                # backward in reverse; each group is dropped once its backward is done.
-                built, h, g = [], hc[i], gc[i]
-                for idx in grp.segments[i]:
-                    gr = _Group(grp, grp.slices[idx], k, v, gamma, beta, lam_c, h, g)
-                    built.append((idx, gr))
-                    h, g = gr.hs[-1], gr.gs[-1]
-                del gr, h, g
-                while built:
-                    idx, gr = built.pop()
+                segment = grp.segments[i]
+                # The start states of the segment's groups, in order (each group's end is the next one's start;
+                # only the states are kept, so one group's temporaries are alive at a time), then the groups'
+                # backward in reverse, each rebuilt from its start.
+                starts = [(hc[i], gc[i])]
+                for idx in segment[:-1]:
+                    gr = _Group(grp, grp.slices[idx], k, v, gamma, beta, lam_c, *starts[-1])
+                    starts.append((gr.hs[-1].clone(), gr.gs[-1].clone()))
+                    del gr
+                for idx in reversed(segment):
+                    gr = _Group(grp, grp.slices[idx], k, v, gamma, beta, lam_c, *starts.pop())
                     dh, dg, later = _backward_group(
                         grp, grp.slices[idx], gr, xs, do, (dh, dg), later, grads, ctx.opts, idx == last
                     )
