@@ -62,8 +62,9 @@ class MesaConfig(PretrainedConfig):
         mesa_output_norm: per-head RMSNorm on the mesa output ([P3]).
         mesa_solve: how mesa layers solve for `(H_t + Lambda)^{-1} q_t` on whole sequences (training, scoring,
             prefill): `auto` (Woodbury without a forget gate, else `cg_exact`), `woodbury`, `cholesky`, `cg_exact`
-            (all exact: CG to float rounding with an exact fallback) or `cg` (conjugate gradient to `mesa_cg_tol`). Single-token decoding always solves exactly. To evaluate a saved model with
-            another solve, load it with `config=MesaConfig.from_dict({**saved.to_dict(), "mesa_solve": "cg"})`.
+            (all exact: CG to float rounding with an exact fallback) or `cg` (conjugate gradient to `mesa_cg_tol`).
+            Single-token decoding always solves exactly. To evaluate a saved model with another solve, load it with
+            `config=MesaConfig.from_dict({**saved.to_dict(), "mesa_solve": "cg"})`.
         mesa_cg_max_iter / mesa_cg_tol: for `cg`, at most this many iterations, stopping once the relative
             residual is below the tolerance; `None` takes the op's defaults (`2 head_dim + 10`; 1e-5 in float32).
         linear_feature_map: `none`, `dpfp` (with `linear_dpfp_nu`) or `elu+1` on queries and keys.

@@ -67,38 +67,37 @@ class LinearAttentionFunction(torch.autograd.Function):
             ds = ds_final.to(cd)  # gradient with respect to the state at the end of the current group
             later = q.new_zeros(B, H, dtype=cd)  # sum of dc over later groups
             last = len(grp.slices) - 1
-            built = []  # (k, v, gates, decays, states) of the current segment's groups, in order
-            for idx in range(last, -1, -1):
-                if not built:
-                    # Rebuild the segment ending at idx in order (each group starts from the previous one's end).
-                    i = next(i for i, segment in enumerate(grp.segments) if segment[-1] == idx)
-                    start = checkpoints[i]
-                    for j in grp.segments[i]:
-                        sl = grp.slices[j]
-                        kg, vg, gg = grp.get(k, sl), grp.get(v, sl), grp.get_gate(gamma, sl)
-                        dc = Decay.make(gg, grp.C, cd, q.device)
-                        states = scan_states(state_deltas(kg, vg, dc.wlast), dc.alast, start)
-                        built.append((kg, vg, gg, dc, states))
-                        start = states[-1]
-                    del start, kg, vg, gg, dc, states
-                kg, vg, gg, dc, states = built.pop()
-                sl = grp.slices[idx]
-                qg, dog = grp.get(q, sl), grp.get(do, sl)
-                dstates = scan_state_grads(start_state_grads(dog, qg, dc.a), dc.alast, ds)
-                part = (vg, dog, states[:-1], dstates[1:])
-                p = output_scores(dog, vg, dc.dec)
-                grads = linear_backward_group(qg, kg, [part], p, dc.a, dc.dec, dc.wlast, True, need_gate)
-                dqg, dkg, (dvg,), dcg = grads
-                grp.put(dq, sl, dqg)
-                grp.put(dk, sl, dkg)
-                grp.put(dv, sl, dvg)
-                if need_gate:
-                    if idx == last:
-                        # The final state decays with every gate: d loss / d c_T gains tr(dS_T^T S_T).
-                        dcg[-1, ..., -1] += (ds * states[-1]).sum((-1, -2))
-                    dlog, later = log_gate_grads(dcg, later)
-                    grp.put_gate(dgamma, sl, gate_grads(dlog, gg))
-                ds = dstates[0]
+            for i in range(len(grp.segments) - 1, -1, -1):
+                # The segment's groups rebuilt in order (each starts from the previous one's end), then their
+                # backward in reverse; the segment spans about GROUP_TOKENS positions, as an old-size group did.
+                built, start = [], checkpoints[i]
+                for idx in grp.segments[i]:
+                    sl = grp.slices[idx]
+                    kg, vg, gg = grp.get(k, sl), grp.get(v, sl), grp.get_gate(gamma, sl)
+                    dc = Decay.make(gg, grp.C, cd, q.device)
+                    states = scan_states(state_deltas(kg, vg, dc.wlast), dc.alast, start)
+                    built.append((idx, kg, vg, gg, dc, states))
+                    start = states[-1]
+                del start, kg, vg, gg, dc, states
+                while built:
+                    idx, kg, vg, gg, dc, states = built.pop()
+                    sl = grp.slices[idx]
+                    qg, dog = grp.get(q, sl), grp.get(do, sl)
+                    dstates = scan_state_grads(start_state_grads(dog, qg, dc.a), dc.alast, ds)
+                    part = (vg, dog, states[:-1], dstates[1:])
+                    p = output_scores(dog, vg, dc.dec)
+                    grads = linear_backward_group(qg, kg, [part], p, dc.a, dc.dec, dc.wlast, True, need_gate)
+                    dqg, dkg, (dvg,), dcg = grads
+                    grp.put(dq, sl, dqg)
+                    grp.put(dk, sl, dkg)
+                    grp.put(dv, sl, dvg)
+                    if need_gate:
+                        if idx == last:
+                            # The final state decays with every gate: d loss / d c_T gains tr(dS_T^T S_T).
+                            dcg[-1, ..., -1] += (ds * states[-1]).sum((-1, -2))
+                        dlog, later = log_gate_grads(dcg, later)
+                        grp.put_gate(dgamma, sl, gate_grads(dlog, gg))
+                    ds = dstates[0]
             ds0 = ds.to(s0.dtype) if s0 is not None else None
         return dq, dk, dv, dgamma, ds0, None
 
