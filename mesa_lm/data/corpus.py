@@ -13,16 +13,11 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from ..cache import cache_dir
+
 MIN_CHARS = 80
 VALIDATION_PER_MILLE = 50  # 5% of the docstrings
 RECORD_SEPARATOR = "\n\x1e\n"  # between docstrings in the cache file
-
-
-def cache_dir() -> Path:
-    """`$MESA_LM_CACHE`, else `$XDG_CACHE_HOME/mesa_lm`, else `~/.cache/mesa_lm`."""
-    if os.environ.get("MESA_LM_CACHE"):
-        return Path(os.environ["MESA_LM_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mesa_lm"
 
 
 def _stdlib_files() -> list[Path]:

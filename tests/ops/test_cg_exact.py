@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import mesa_lm.ops.chunking as chunking
+import mesa_lm.ops.mesa.native as native
 import mesa_lm.ops.mesa.solvers as solvers
 from mesa_lm.ops import mesa_attention, mesa_attention_naive
 from mesa_lm.ops.chunking import Decay
@@ -15,20 +16,24 @@ from mesa_lm.ops.mesa.preconditioner import DecayedRegulariserSolve
 
 from .test_mesa_attention import make_inputs, rel_err
 
-# (WOODBURY_CG_RANGE, JACOBI_CHUNK, JACOBI_SPREAD) that force each path: every chunk decays by more than 0, none by
-# more than inf; Jacobi CG on whole chunks, or on sub-chunks of 2 positions (with the tests' chunks of 4, two per
-# chunk); with the diagonal scaling always (spread 0) or never (spread inf).
+# (WOODBURY_CG_RANGE, JACOBI_CHUNK, JACOBI_SPREAD, MESA_LM_NATIVE) that force each path: every chunk decays by more
+# than 0, none by more than inf; eager Jacobi CG on whole chunks, or on sub-chunks of 2 positions (with the tests'
+# chunks of 4, two per chunk); with the diagonal scaling always (spread 0) or never (spread inf); or the compiled
+# kernel (native.py) on sub-chunks of 2.
 BRANCHES = {
-    "woodbury": (float("inf"), 16, 0.0),
-    "jacobi": (0.0, 1024, 0.0),
-    "jacobi-subchunks": (0.0, 2, 0.0),
-    "plain-subchunks": (0.0, 2, float("inf")),
+    "woodbury": (float("inf"), 16, 0.0, "0"),
+    "jacobi": (0.0, 1024, 0.0, "0"),
+    "jacobi-subchunks": (0.0, 2, 0.0, "0"),
+    "plain-subchunks": (0.0, 2, float("inf"), "0"),
+    "native": (0.0, 2, 0.0, "1"),
 }
 
 
 @pytest.fixture(params=list(BRANCHES))
 def branch(request, monkeypatch):
-    woodbury_range, jacobi_chunk, jacobi_spread = BRANCHES[request.param]
+    woodbury_range, jacobi_chunk, jacobi_spread, use_native = BRANCHES[request.param]
+    monkeypatch.setenv(native.ENV_MODE, use_native)
+    monkeypatch.setattr(solvers, "NATIVE_SUB_CHUNK", jacobi_chunk)
     monkeypatch.setattr(solvers, "WOODBURY_CG_RANGE", woodbury_range)
     monkeypatch.setattr(solvers, "JACOBI_CHUNK", jacobi_chunk)
     monkeypatch.setattr(solvers, "JACOBI_SPREAD", jacobi_spread)
@@ -43,25 +48,33 @@ def branch(request, monkeypatch):
      (21, 8, "diag", True), (13, 6, "scalar", True)],
 )
 def test_matches_reference_float64(branch, T, C, lam_kind, init, monkeypatch):
-    calls = []
-    subchunks = solvers.MesaSolver._subchunks
+    calls, kernel_calls = [], []
+    subchunks, kernel = solvers.MesaSolver._subchunks, solvers.native_jacobi_cg
     monkeypatch.setattr(solvers.MesaSolver, "_subchunks", lambda self, m: calls.append(m) or subchunks(self, m))
+    monkeypatch.setattr(solvers, "native_jacobi_cg", lambda *a: kernel_calls.append(a) or kernel(*a))
     x = make_inputs(T=T, gated=True, lam_kind=lam_kind, init=init, seed=40)
     o, (h, g) = mesa_attention(**x, output_final_state=True, chunk_size=C, method="cg_exact")
     o_ref, (h_ref, g_ref) = mesa_attention_naive(**x, output_final_state=True)
     assert rel_err(o, o_ref) <= 1e-10 and rel_err(h, h_ref) <= 1e-12 and rel_err(g, g_ref) <= 1e-12
-    # The sub-chunk path ran exactly where its chunks divide into sub-chunks of 2.
+    # The eager sub-chunk path ran exactly where its chunks divide into sub-chunks of 2; the kernel on every chunk.
     assert bool(calls) == (branch.endswith("-subchunks") and min(C, T) > 2 and min(C, T) % 2 == 0)
+    assert bool(kernel_calls) == (branch == "native")
 
 
 @pytest.mark.parametrize("gated", [True, False])
-@pytest.mark.parametrize("jacobi_spread", [0.0, float("inf")])
+# (MESA_LM_NATIVE, JACOBI_SPREAD): eager CG with and without the diagonal scaling, and the kernel (which always
+# scales by the diagonal, whatever the spread).
+@pytest.mark.parametrize("use_native,jacobi_spread", [("0", 0.0), ("0", float("inf")), ("1", 0.0)])
 @pytest.mark.parametrize("jacobi_chunk", [2, 4, 1024])
 @pytest.mark.parametrize("cg_elements", [1, solvers.CG_ELEMENTS])
-def test_tolerance_cg_on_subchunks_matches_reference(gated, jacobi_spread, jacobi_chunk, cg_elements, monkeypatch):
-    """`cg` (Jacobi or plain CG to a tolerance) on sub-chunks of 2 or 4 positions, or whole chunks of 8, with and
-    without gates, on a group's chunks at once or one chunk at a time: at float64 tolerance it is the reference,
-    outputs and gradients."""
+def test_tolerance_cg_on_subchunks_matches_reference(
+    gated, use_native, jacobi_spread, jacobi_chunk, cg_elements, monkeypatch
+):
+    """`cg` (Jacobi or plain CG to a tolerance, eager or the compiled kernel) on sub-chunks of 2 or 4 positions, or
+    whole chunks of 8, with and without gates, on a group's chunks at once or one chunk at a time: at float64
+    tolerance it is the reference, outputs and gradients."""
+    monkeypatch.setenv(native.ENV_MODE, use_native)
+    monkeypatch.setattr(solvers, "NATIVE_SUB_CHUNK", jacobi_chunk)
     monkeypatch.setattr(solvers, "JACOBI_CHUNK", jacobi_chunk)
     monkeypatch.setattr(solvers, "JACOBI_SPREAD", jacobi_spread)
     monkeypatch.setattr(solvers, "CG_ELEMENTS", cg_elements)

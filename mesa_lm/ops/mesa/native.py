@@ -1,0 +1,199 @@
+"""The compiled CPU kernel of the mesa layer's Jacobi CG (`jacobi_cg.cpp`): built on first use, cached, called by
+ctypes.
+
+On a CPU, most of the gated mesa layer's time is its conjugate gradient, and in eager torch most of that is per-call
+overhead and passes over vectors that do not stay in cache. The kernel solves the same systems with the same stopping
+rule as `MesaSolver._fine_jacobi_cg` (the eager reference, which remains the path on GPUs, under torch.compile and
+wherever the kernel cannot be built), one sub-chunk at a time in cache, on torch's intra-op thread count (by OpenMP).
+
+Building needs a C++ compiler (`$CXX`, else c++, g++ or clang++ on the PATH) and nothing else: the source includes
+no Python or torch headers and compiles in a second or two. The library is cached in `mesa_lm.cache.cache_dir()`
+(`$MESA_LM_CACHE`, else `$XDG_CACHE_HOME/mesa_lm` or `~/.cache/mesa_lm`), keyed by the source, the compiler and the
+CPU (it is built for the machine it runs on), and written atomically: concurrent processes never load a partial file.
+
+`MESA_LM_NATIVE`: `auto` (default) uses the kernel where it builds and warns once where it cannot; `0` never uses it;
+`1` requires it (an error where it cannot be built).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+from ...cache import cache_dir
+
+Tensor = torch.Tensor
+
+SOURCE = Path(__file__).with_name("jacobi_cg.cpp")
+ENV_MODE = "MESA_LM_NATIVE"
+MODES = ("auto", "0", "1")
+INTERFACE_VERSION = 2  # mesa_jacobi_cg_version() of a build this module can call
+# Compiler flags, tried in order: tuned for this CPU and with OpenMP first, then without what the compiler rejects.
+# OpenMP: the library then needs libgomp.so.1, the soname of the copy torch's Linux wheels load, so the kernel's
+# threads are torch's own intra-op threads (separate Python threads would compete with them while they spin-wait).
+FLAG_SETS = (("-O3", "-march=native", "-fopenmp"), ("-O3", "-fopenmp"), ("-O3", "-march=native"), ("-O3",))
+COMPILE_TIMEOUT_S = 300
+
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_failure: str | None = None  # why the kernel could not be built (then the eager solver runs)
+_warned = False
+
+
+def mode() -> str:
+    """`MESA_LM_NATIVE`, checked: auto (default), 0 or 1."""
+    value = os.environ.get(ENV_MODE, "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ValueError(f"{ENV_MODE}={value!r}; expected one of {MODES} (auto: the compiled CG kernel if it builds)")
+    return value
+
+
+def applies(b: Tensor) -> bool:
+    """Whether a solve with right-hand sides b takes the kernel: on CPU, float32 or float64, not under torch.compile
+    (a ctypes call cannot be traced), the kernel enabled and built."""
+    if b.device.type != "cpu" or b.dtype not in (torch.float32, torch.float64) or torch.compiler.is_compiling():
+        return False
+    return library() is not None
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel, built on first use; None where it is disabled or cannot be built (warned once in `auto`
+    mode, an error in mode 1)."""
+    global _library, _failure, _warned
+    m = mode()
+    if m == "0":
+        return None
+    if _library is None and _failure is None:
+        with _lock:
+            if _library is None and _failure is None:
+                try:
+                    _library = _build_and_load()
+                except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+                    _failure = f"{type(e).__name__}: {e}"
+    if _library is None:
+        if m == "1":
+            raise RuntimeError(f"{ENV_MODE}=1 but the compiled CG kernel could not be built: {_failure}")
+        if not _warned:
+            _warned = True
+            warnings.warn(
+                f"mesa_lm: the compiled CG kernel of the mesa layer could not be built ({_failure}); the eager solver "
+                f"runs instead, slower on CPU. Set {ENV_MODE}=0 to choose that and silence this.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    return _library
+
+
+def jacobi_cg(
+    h: Tensor,
+    k: Tensor,
+    kb: Tensor,
+    a: Tensor | None,
+    dec: Tensor,
+    lam: Tensor,
+    b: Tensor,
+    tol: float,
+    max_iter: int,
+    sub_chunk: int,
+) -> tuple[Tensor, Tensor, Tensor, int]:
+    """`MesaSolver._fine_jacobi_cg`'s solve by the kernel. h: (G, B, H, D, D) chunk-start states; k, kb, b:
+    (G, B, H, C, D); a: (G, B, H, C) or None (ungated); dec: (G, B, H, C, C), or the (C, C) causal mask when a is
+    None; lam: (H, D). Returns x (G, B, H, C, D), the not-converged mask (G, B, H, C, 1), each chunk's largest
+    diagonal entry of H_t + Lambda (G,) and the most iterations any sub-chunk ran."""
+    lib = library()
+    G, B, H, C, D = b.shape
+    dtype = b.dtype
+    fn = lib.mesa_jacobi_cg_f32 if dtype == torch.float32 else lib.mesa_jacobi_cg_f64
+    ins = [t.to(dtype).contiguous() for t in (h, k, kb, dec, lam, b)]
+    a_c = None if a is None else a.to(dtype).contiguous()
+    N = G * B * H
+    x = torch.empty_like(ins[-1])
+    active = torch.empty(G, B, H, C, dtype=torch.uint8)
+    peak = torch.empty(G, B, H, dtype=dtype)
+    iters = torch.empty(G, B, H, dtype=torch.int32)
+    hc, kc, kbc, decc, lamc, bc = ins
+    ptr = [t.data_ptr() for t in (hc, kc, kbc)]
+    tail = [decc.data_ptr(), lamc.data_ptr(), bc.data_ptr(), float(tol), int(max_iter)]
+    outs = [x.data_ptr(), active.data_ptr(), peak.data_ptr(), iters.data_ptr()]
+    a_ptr = None if a_c is None else a_c.data_ptr()
+    status = fn(0, N, max(1, torch.get_num_threads()), H, C, sub_chunk, D, *ptr, a_ptr, *tail, *outs)
+    if status:
+        raise RuntimeError(f"mesa_lm: the compiled CG kernel rejected its arguments (status {status})")
+    return x, active.bool()[..., None], peak.flatten(1).amax(1), int(iters.max()) if N else 0
+
+
+def _cpu_identity() -> str:
+    """What -march=native depends on: the CPU model and its feature flags."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features", "CPU part"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor()
+
+
+def _compiler() -> str:
+    for cxx in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if cxx and shutil.which(cxx):
+            return shutil.which(cxx)
+    raise RuntimeError("no C++ compiler found (set CXX, or install g++ or clang++)")
+
+
+def _build_and_load() -> ctypes.CDLL:
+    """The cached library for this source, compiler and CPU, compiled first if needed, with the first flag set that
+    both compiles and loads."""
+    if not SOURCE.exists():  # e.g. the model's remote code, copied without the package
+        raise RuntimeError(f"{SOURCE.name} is not beside {Path(__file__).name} (install mesa_lm for the kernel)")
+    source = SOURCE.read_bytes()
+    cxx = _compiler()
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
+    suffix = ".dylib" if sys.platform == "darwin" else ".so"
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for flags in FLAG_SETS:
+        parts = (cxx, version, " ".join(flags), platform.machine(), _cpu_identity())
+        key = hashlib.sha256(source + "\0".join(parts).encode()).hexdigest()[:20]
+        path = folder / f"jacobi_cg-{key}{suffix}"
+        if not path.exists():
+            fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=folder)
+            os.close(fd)
+            cmd = [cxx, *flags, "-std=c++17", "-shared", "-fPIC", "-o", tmp, str(SOURCE)]
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+                if done.returncode != 0:
+                    last = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+                    errors.append(f"{' '.join(cmd)}: {last[0]}")
+                    continue
+                os.replace(tmp, path)  # atomic: another process sees no file or the whole file
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        try:
+            return _load(path)
+        except OSError as e:  # e.g. built with OpenMP where no OpenMP runtime can be loaded
+            errors.append(f"loading {path}: {e}")
+    raise RuntimeError("; ".join(errors))
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    if lib.mesa_jacobi_cg_version() != INTERFACE_VERSION:
+        raise RuntimeError(f"{path} has interface {lib.mesa_jacobi_cg_version()}, expected {INTERFACE_VERSION}")
+    ptr, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+    for fn in (lib.mesa_jacobi_cg_f32, lib.mesa_jacobi_cg_f64):
+        # (n0, n1, threads, heads, C, cs, D, h, k, kb, a, dec, lam, b, tol, max_iter, x, active, peak, iters)
+        fn.restype = i32
+        fn.argtypes = [i64, i64, i32, i32, i32, i32, i32, *[ptr] * 7, ctypes.c_double, i32, *[ptr] * 4]
+    return lib
