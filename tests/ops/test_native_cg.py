@@ -179,7 +179,7 @@ def test_build_is_cached(fresh_native, monkeypatch):
     that file again without compiling."""
     assert native.library() is not None
     built = sorted(p.name for p in fresh_native.iterdir())
-    assert len(built) == 1 and built[0].startswith("jacobi_cg-") and not built[0].endswith(".tmp")
+    assert len(built) == 1 and built[0].startswith("mesa_kernels-") and not built[0].endswith(".tmp")
     stamp = (fresh_native / built[0]).stat().st_mtime_ns
     monkeypatch.setattr(native, "_library", None)
     monkeypatch.setattr(native.subprocess, "run", _no_compile(native.subprocess.run))

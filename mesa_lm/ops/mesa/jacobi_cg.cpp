@@ -24,81 +24,11 @@
 // largest diagonal entry of H_t + Lambda in the chunk) and iters (N,) (the most iterations a sub-chunk ran).
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
+#include "products.h"
+
 namespace {
-
-// 32-byte vectors (GCC/Clang vector extensions): AVX2 registers, or two SSE registers on older x86, NEON on ARM.
-template <typename T> struct VecOf { typedef T type __attribute__((vector_size(32))); };
-template <typename T> using Vec = typename VecOf<T>::type;
-template <typename T> constexpr int lanes() { return 32 / sizeof(T); }
-template <typename T> inline Vec<T> load(const T* p) { Vec<T> v; std::memcpy(&v, p, sizeof(v)); return v; }
-template <typename T> inline void store(T* p, Vec<T> v) { std::memcpy(p, &v, sizeof(v)); }
-
-// C[RB x NV lanes] (+)= A[RB x K] B[K x NV lanes]; the block's accumulators stay in registers. With `scale`, row r
-// of A is multiplied by scale[r]; with `diag` (square products only, the block's columns j of A's row r), C starts
-// from diag[j] A[r, j] instead of 0 (or C): the state product's decay and Lambda terms at no extra pass.
-template <typename T, int RB, int NV>
-inline void block_product(const T* A, long lda, const T* B, long ldb, T* C, long ldc, int K, bool accumulate,
-                          const T* scale, const T* diag, int j0) {
-    constexpr int W = lanes<T>();
-    Vec<T> c[RB][NV];
-    for (int r = 0; r < RB; ++r)
-        for (int j = 0; j < NV; ++j) {
-            if (diag != nullptr)
-                c[r][j] = load(diag + j0 + j * W) * load(A + r * lda + j0 + j * W);
-            else
-                c[r][j] = accumulate ? load(C + r * ldc + j * W) : Vec<T>{};
-        }
-    for (int l = 0; l < K; ++l) {
-        Vec<T> b[NV];
-        for (int j = 0; j < NV; ++j) b[j] = load(B + l * ldb + j * W);
-        for (int r = 0; r < RB; ++r) {
-            const T a = scale != nullptr ? A[r * lda + l] * scale[r] : A[r * lda + l];
-            for (int j = 0; j < NV; ++j) c[r][j] += a * b[j];
-        }
-    }
-    for (int r = 0; r < RB; ++r)
-        for (int j = 0; j < NV; ++j) store(C + r * ldc + j * W, c[r][j]);
-}
-
-// The columns [j0, ...) of C in blocks of NV vectors, RB rows at a time; returns where the blocks stopped.
-template <typename T, int RB, int NV>
-int column_blocks(const T* A, long lda, const T* B, long ldb, T* C, long ldc, int M, int N, int K, bool accumulate,
-                  const T* scale, const T* diag, int j0) {
-    constexpr int NB = NV * lanes<T>();
-    for (; j0 + NB <= N; j0 += NB) {
-        int i0 = 0;
-        for (; i0 + RB <= M; i0 += RB)
-            block_product<T, RB, NV>(A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, K, accumulate,
-                                     scale == nullptr ? nullptr : scale + i0, diag, j0);
-        for (; i0 < M; ++i0)
-            block_product<T, 1, NV>(A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, K, accumulate,
-                                    scale == nullptr ? nullptr : scale + i0, diag, j0);
-    }
-    return j0;
-}
-
-// C (M x N) (+)= A (M x K) B (K x N), row-major with leading dimensions lda, ldb, ldc: the widest column blocks
-// first, then narrower ones, then single columns. `scale` and `diag` as for block_product (diag needs K == N).
-template <typename T>
-void product(const T* A, long lda, const T* B, long ldb, T* C, long ldc, int M, int N, int K, bool accumulate,
-             const T* scale = nullptr, const T* diag = nullptr) {
-    int j0 = column_blocks<T, 2, 8>(A, lda, B, ldb, C, ldc, M, N, K, accumulate, scale, diag, 0);
-    j0 = column_blocks<T, 4, 4>(A, lda, B, ldb, C, ldc, M, N, K, accumulate, scale, diag, j0);
-    j0 = column_blocks<T, 8, 2>(A, lda, B, ldb, C, ldc, M, N, K, accumulate, scale, diag, j0);
-    j0 = column_blocks<T, 8, 1>(A, lda, B, ldb, C, ldc, M, N, K, accumulate, scale, diag, j0);
-    for (; j0 < N; ++j0)
-        for (int i = 0; i < M; ++i) {
-            T s = diag != nullptr ? diag[j0] * A[i * lda + j0] : (accumulate ? C[i * ldc + j0] : T(0));
-            for (int l = 0; l < K; ++l) {
-                const T a = scale != nullptr ? A[i * lda + l] * scale[i] : A[i * lda + l];
-                s += a * B[l * ldb + j0];
-            }
-            C[i * ldc + j0] = s;
-        }
-}
 
 // Sums with one partial sum per lane, so that the compiler vectorises them (a single running sum would be a chain
 // of dependent scalar additions).
@@ -307,6 +237,7 @@ int mesa_jacobi_cg_f64(long n0, long n1, int threads, int heads, int C, int cs, 
                                 peak, iters);
 }
 
-// The interface version native.py checks, so a stale cached build is never called with another signature.
-int mesa_jacobi_cg_version() { return 2; }
+// The interface version native.py checks (of both kernels, built together), so a stale cached build is never called
+// with another signature.
+int mesa_jacobi_cg_version() { return 3; }
 }

@@ -1,10 +1,12 @@
-"""The compiled CPU kernel of the mesa layer's Jacobi CG (`jacobi_cg.cpp`): built on first use, cached, called by
-ctypes.
+"""The compiled CPU kernels of the mesa layer (`jacobi_cg.cpp`, `lower_inverse.cpp`): built on first use, cached,
+called by ctypes.
 
 On a CPU, most of the gated mesa layer's time is its conjugate gradient, and in eager torch most of that is per-call
 overhead and passes over vectors that do not stay in cache. The kernel solves the same systems with the same stopping
 rule as `MesaSolver._fine_jacobi_cg` (the eager reference, which remains the path on GPUs, under torch.compile and
 wherever the kernel cannot be built), one sub-chunk at a time in cache, on torch's intra-op thread count (by OpenMP).
+The Woodbury solves' small Cholesky factors and their inverses (`triangular.lower_inverse`) likewise: torch calls
+LAPACK on one small matrix at a time.
 
 Building needs a C++ compiler (`$CXX`, else c++, g++ or clang++ on the PATH) and nothing else: the source includes
 no Python or torch headers and compiles in a second or two. The library is cached in `mesa_lm.cache.cache_dir()`
@@ -35,10 +37,11 @@ from ...cache import cache_dir
 
 Tensor = torch.Tensor
 
-SOURCE = Path(__file__).with_name("jacobi_cg.cpp")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("jacobi_cg.cpp", "lower_inverse.cpp"))
+HEADERS = (Path(__file__).with_name("products.h"),)
 ENV_MODE = "MESA_LM_NATIVE"
 MODES = ("auto", "0", "1")
-INTERFACE_VERSION = 2  # mesa_jacobi_cg_version() of a build this module can call
+INTERFACE_VERSION = 3  # mesa_jacobi_cg_version() of a build this module can call
 # Compiler flags, tried in order: tuned for this CPU and with OpenMP first, then without what the compiler rejects.
 # OpenMP: the library then needs libgomp.so.1, the soname of the copy torch's Linux wheels load, so the kernel's
 # threads are torch's own intra-op threads (separate Python threads would compete with them while they spin-wait).
@@ -133,6 +136,22 @@ def jacobi_cg(
     return x, active.bool()[..., None], peak.flatten(1).amax(1), int(iters.max()) if N else 0
 
 
+def lower_inverse(m: Tensor) -> Tensor:
+    """`triangular.lower_inverse` by the kernel: L^{-1} for the Cholesky factors L of SPD matrices m (..., n, n),
+    zero above the diagonal (NaN from the first non-positive pivot of a matrix that is not positive definite)."""
+    lib = library()
+    n = m.shape[-1]
+    mc = m.contiguous()
+    out = torch.empty_like(mc)
+    fn = lib.mesa_lower_inverse_f32 if m.dtype == torch.float32 else lib.mesa_lower_inverse_f64
+    count = mc.numel() // (n * n) if n else 0
+    if count:
+        status = fn(0, count, max(1, torch.get_num_threads()), n, mc.data_ptr(), out.data_ptr())
+        if status:
+            raise RuntimeError(f"mesa_lm: the compiled Cholesky-inverse kernel rejected its arguments (status {status})")
+    return out
+
+
 def _cpu_identity() -> str:
     """What -march=native depends on: the CPU model and its feature flags."""
     try:
@@ -153,9 +172,10 @@ def _compiler() -> str:
 def _build_and_load() -> ctypes.CDLL:
     """The cached library for this source, compiler and CPU, compiled first if needed, with the first flag set that
     both compiles and loads."""
-    if not SOURCE.exists():  # e.g. the model's remote code, copied without the package
-        raise RuntimeError(f"{SOURCE.name} is not beside {Path(__file__).name} (install mesa_lm for the kernel)")
-    source = SOURCE.read_bytes()
+    missing = [p.name for p in SOURCES + HEADERS if not p.exists()]
+    if missing:  # e.g. the model's remote code, copied without the package
+        raise RuntimeError(f"{', '.join(missing)} not beside {Path(__file__).name} (install mesa_lm for the kernels)")
+    source = b"".join(p.read_bytes() for p in SOURCES + HEADERS)
     cxx = _compiler()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
     suffix = ".dylib" if sys.platform == "darwin" else ".so"
@@ -165,11 +185,11 @@ def _build_and_load() -> ctypes.CDLL:
     for flags in FLAG_SETS:
         parts = (cxx, version, " ".join(flags), platform.machine(), _cpu_identity())
         key = hashlib.sha256(source + "\0".join(parts).encode()).hexdigest()[:20]
-        path = folder / f"jacobi_cg-{key}{suffix}"
+        path = folder / f"mesa_kernels-{key}{suffix}"
         if not path.exists():
             fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=folder)
             os.close(fd)
-            cmd = [cxx, *flags, "-std=c++17", "-shared", "-fPIC", "-o", tmp, str(SOURCE)]
+            cmd = [cxx, *flags, "-std=c++17", "-shared", "-fPIC", "-o", tmp, *map(str, SOURCES)]
             try:
                 done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
                 if done.returncode != 0:
@@ -196,4 +216,7 @@ def _load(path: Path) -> ctypes.CDLL:
         # (n0, n1, threads, heads, C, cs, D, h, k, kb, a, dec, lam, b, tol, max_iter, x, active, peak, iters)
         fn.restype = i32
         fn.argtypes = [i64, i64, i32, i32, i32, i32, i32, *[ptr] * 7, ctypes.c_double, i32, *[ptr] * 4]
+    for fn in (lib.mesa_lower_inverse_f32, lib.mesa_lower_inverse_f64):
+        fn.restype = i32
+        fn.argtypes = [i64, i64, i32, i32, ptr, ptr]  # (n0, n1, threads, n, m, out)
     return lib

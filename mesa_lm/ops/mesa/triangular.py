@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from .native import applies as native_applies, lower_inverse as native_lower_inverse
+
 Tensor = torch.Tensor
 
 BASE = 8
@@ -51,7 +53,10 @@ def _substitution(l: Tensor) -> Tensor:
 
 def lower_inverse(m: Tensor) -> Tensor:
     """L^{-1} of the Cholesky factor L of SPD matrices m (..., n, n). cholesky_ex: no host sync on error checks;
-    the matrices are positive definite whenever H0 is PSD and Lambda > 0."""
+    the matrices are positive definite whenever H0 is PSD and Lambda > 0. On CPU the compiled kernel of `native.py`
+    computes it (the same blocked algorithm, per matrix in cache) where it is available."""
+    if native_applies(m):
+        return native_lower_inverse(m)
     chol = torch.linalg.cholesky_ex(m)[0]
     if m.shape[-1] >= RECURSIVE_FROM:
         return lower_triangular_inverse(chol)
