@@ -7,6 +7,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mesa_lm import MesaConfig, MesaForCausalLM, MesaForCausalRegression
 from mesa_lm.layers import linear_attention, mesa_layer
+from mesa_lm.ops.mesa import solvers, triangular
 from mesa_lm.models.mesa import PRESETS
 
 # Language presets shrunk to seconds; the [P1] presets are small already (width 40) and keep their sizes.
@@ -40,6 +41,18 @@ def spy(monkeypatch, module, name: str, record: list) -> None:
     monkeypatch.setattr(module, name, wrapped)
 
 
+def spy_kernels(monkeypatch, record: list) -> None:
+    """Record the dtypes of the tensors the compiled CPU kernels (native.py) receive: on CPU they do the solves."""
+    for module, name in ((solvers, "native_jacobi_cg"), (triangular, "native_lower_inverse")):
+        kernel = getattr(module, name)
+
+        def wrapped(*args, kernel=kernel, name=name):
+            record.extend((name, a.dtype) for a in args if isinstance(a, torch.Tensor))
+            return kernel(*args)
+
+        monkeypatch.setattr(module, name, wrapped)
+
+
 def test_under_bf16_autocast_states_and_solves_are_float32(monkeypatch):
     config = MesaConfig(vocab_size=97, hidden_size=32, num_attention_heads=2, mixer_types=["softmax", "linear", "mesa"],
                         mesa_gate="data", mesa_lambda_type="diagonal", chunk_size=8)
@@ -47,6 +60,8 @@ def test_under_bf16_autocast_states_and_solves_are_float32(monkeypatch):
     mesa_calls, linear_calls = [], []
     spy(monkeypatch, mesa_layer, "mesa_attention", mesa_calls)
     spy(monkeypatch, linear_attention, "linear_attention", linear_calls)
+    kernel_calls = []
+    spy_kernels(monkeypatch, kernel_calls)
     ids = torch.randint(0, 97, (B, T), generator=torch.Generator().manual_seed(0))
     with LinalgDtypes() as linalg:
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -55,7 +70,8 @@ def test_under_bf16_autocast_states_and_solves_are_float32(monkeypatch):
     # autocast is really on: the projections hand the ops bfloat16 queries
     assert [q for q, _ in mesa_calls + linear_calls] == [torch.bfloat16, torch.bfloat16]
     assert all(d == torch.float32 for _, states in mesa_calls + linear_calls for d in states)
-    assert linalg.seen and {d for _, d in linalg.seen} <= {torch.float32, torch.float64}, sorted(set(linalg.seen))
+    solves = linalg.seen + kernel_calls  # torch's factorisations and solves, or the compiled kernels'
+    assert solves and {d for _, d in solves} <= {torch.float32, torch.float64}, sorted(set(solves))
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 

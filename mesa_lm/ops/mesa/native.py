@@ -1,5 +1,5 @@
-"""The compiled CPU kernels of the mesa layer (`jacobi_cg.cpp`, `lower_inverse.cpp`): built on first use, cached,
-called by ctypes.
+"""The compiled CPU kernels of the mesa layer (C++ in `cpp_jacobi_cg.py`, `cpp_lower_inverse.py`, `cpp_products.py`):
+built on first use, cached, called by ctypes.
 
 On a CPU, most of the gated mesa layer's time is its conjugate gradient, and in eager torch most of that is per-call
 overhead and passes over vectors that do not stay in cache. The kernel solves the same systems with the same stopping
@@ -34,11 +34,15 @@ from pathlib import Path
 import torch
 
 from ...cache import cache_dir
+from .cpp_jacobi_cg import NAME as CG_NAME, SOURCE as CG_SOURCE
+from .cpp_lower_inverse import NAME as INVERSE_NAME, SOURCE as INVERSE_SOURCE
+from .cpp_products import NAME as PRODUCTS_NAME, SOURCE as PRODUCTS_SOURCE
 
 Tensor = torch.Tensor
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("jacobi_cg.cpp", "lower_inverse.cpp"))
-HEADERS = (Path(__file__).with_name("products.h"),)
+# (file name, C++ source): compiled together into one library; the header is included by the two sources.
+SOURCES = ((CG_NAME, CG_SOURCE), (INVERSE_NAME, INVERSE_SOURCE))
+HEADERS = ((PRODUCTS_NAME, PRODUCTS_SOURCE),)
 ENV_MODE = "MESA_LM_NATIVE"
 MODES = ("auto", "0", "1")
 INTERFACE_VERSION = 3  # mesa_jacobi_cg_version() of a build this module can call
@@ -172,10 +176,7 @@ def _compiler() -> str:
 def _build_and_load() -> ctypes.CDLL:
     """The cached library for this source, compiler and CPU, compiled first if needed, with the first flag set that
     both compiles and loads."""
-    missing = [p.name for p in SOURCES + HEADERS if not p.exists()]
-    if missing:  # e.g. the model's remote code, copied without the package
-        raise RuntimeError(f"{', '.join(missing)} not beside {Path(__file__).name} (install mesa_lm for the kernels)")
-    source = b"".join(p.read_bytes() for p in SOURCES + HEADERS)
+    source = "".join(text for _, text in SOURCES + HEADERS).encode()
     cxx = _compiler()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
     suffix = ".dylib" if sys.platform == "darwin" else ".so"
@@ -187,19 +188,18 @@ def _build_and_load() -> ctypes.CDLL:
         key = hashlib.sha256(source + "\0".join(parts).encode()).hexdigest()[:20]
         path = folder / f"mesa_kernels-{key}{suffix}"
         if not path.exists():
-            fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=folder)
-            os.close(fd)
-            cmd = [cxx, *flags, "-std=c++17", "-shared", "-fPIC", "-o", tmp, *map(str, SOURCES)]
-            try:
+            with tempfile.TemporaryDirectory(prefix="mesa_kernels-", dir=folder) as build:
+                for name, text in SOURCES + HEADERS:
+                    Path(build, name).write_text(text)
+                out = Path(build, path.name)
+                cmd = [cxx, *flags, "-std=c++17", "-shared", "-fPIC", "-o", str(out)]
+                cmd += [str(Path(build, name)) for name, _ in SOURCES]
                 done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
                 if done.returncode != 0:
                     last = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
                     errors.append(f"{' '.join(cmd)}: {last[0]}")
                     continue
-                os.replace(tmp, path)  # atomic: another process sees no file or the whole file
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+                os.replace(out, path)  # atomic: another process sees no file or the whole file
         try:
             return _load(path)
         except OSError as e:  # e.g. built with OpenMP where no OpenMP runtime can be loaded

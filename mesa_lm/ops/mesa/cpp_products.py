@@ -1,4 +1,11 @@
-// Register-blocked dense products for the compiled kernels (jacobi_cg.cpp, lower_inverse.cpp): small row-major
+"""The register-blocked dense products shared by the compiled kernels (C++ header `products.h`).
+
+Kept as a Python string so that it travels wherever the Python code does (the model's remote code included);
+`native.py` writes it to its build folder and compiles it. Edit it here.
+"""
+
+NAME = "products.h"
+SOURCE = r"""// Register-blocked dense products for the compiled kernels (jacobi_cg.cpp, lower_inverse.cpp): small row-major
 // matrices in cache, where calling a BLAS per product would cost more than the product.
 #pragma once
 
@@ -78,3 +85,4 @@ void product(const T* A, long lda, const T* B, long ldb, T* C, long ldc, int M, 
 }
 
 }  // namespace
+"""

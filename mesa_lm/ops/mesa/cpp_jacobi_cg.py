@@ -1,4 +1,11 @@
-// Jacobi-preconditioned conjugate gradient for the gated mesa layer's per-position solves, fused for a CPU.
+"""The compiled Jacobi-CG kernel's C++ source (`jacobi_cg.cpp`).
+
+Kept as a Python string so that it travels wherever the Python code does (the model's remote code included);
+`native.py` writes it to its build folder and compiles it. Edit it here.
+"""
+
+NAME = "jacobi_cg.cpp"
+SOURCE = r"""// Jacobi-preconditioned conjugate gradient for the gated mesa layer's per-position solves, fused for a CPU.
 //
 // The same systems and stopping rule as `MesaSolver._fine_jacobi_cg` in solvers.py (the eager reference):
 // for every position t of a chunk, (H_t + Lambda) x_t = b_t with
@@ -241,3 +248,4 @@ int mesa_jacobi_cg_f64(long n0, long n1, int threads, int heads, int C, int cs, 
 // with another signature.
 int mesa_jacobi_cg_version() { return 3; }
 }
+"""

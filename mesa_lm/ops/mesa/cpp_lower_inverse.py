@@ -1,4 +1,11 @@
-// L^{-1} for the Cholesky factor L of each matrix in a batch of small SPD matrices, fused for a CPU: the Woodbury
+"""The compiled Cholesky-factor inverse's C++ source (`lower_inverse.cpp`).
+
+Kept as a Python string so that it travels wherever the Python code does (the model's remote code included);
+`native.py` writes it to its build folder and compiles it. Edit it here.
+"""
+
+NAME = "lower_inverse.cpp"
+SOURCE = r"""// L^{-1} for the Cholesky factor L of each matrix in a batch of small SPD matrices, fused for a CPU: the Woodbury
 // solves of the mesa layer factor two such matrices per chunk, and torch runs LAPACK on one small matrix at a time
 // (about 40 us each at 64 x 64 on the reference CPU, against a few us here). The eager reference is
 // `triangular.lower_inverse` (Cholesky by LAPACK, blocked triangular inverse); this computes the same L^{-1}.
@@ -125,3 +132,4 @@ int mesa_lower_inverse_f64(long n0, long n1, int threads, int n, const double* m
     return invert_batch<double>(n0, n1, threads, n, m, out);
 }
 }
+"""
