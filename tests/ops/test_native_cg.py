@@ -202,3 +202,17 @@ def test_portable_build_matches(fresh_native, monkeypatch):
     solver, b = systems(C=10, D=12, seed=15)
     x, active, _, _ = kernel(solver, b, tol=1e-13, sub_chunk=4)
     assert not active.any() and position_err(x, direct(solver, b)) <= 1e-10
+
+
+def test_differentiable_calls_keep_the_eager_path():
+    """The kernels have no autograd: a direct call of `lower_inverse` on a tensor that requires grad runs torch's
+    code, so its gradient is right (against autograd through torch.linalg)."""
+    from mesa_lm.ops.mesa.triangular import lower_inverse
+
+    gen = torch.Generator().manual_seed(17)
+    a = torch.randn(3, 6, 12, generator=gen, dtype=torch.float64)
+    m = (a @ a.transpose(-1, -2) / 6 + torch.eye(6, dtype=torch.float64)).requires_grad_()
+    w = torch.randn(3, 6, 6, generator=gen, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((lower_inverse(m) * w).sum(), m)
+    (want,) = torch.autograd.grad((torch.linalg.inv(torch.linalg.cholesky(m)) * w).sum(), m)
+    assert torch.allclose(grad, want, rtol=1e-10, atol=1e-12)

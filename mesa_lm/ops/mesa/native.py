@@ -68,8 +68,11 @@ def mode() -> str:
 
 def applies(b: Tensor) -> bool:
     """Whether a solve with right-hand sides b takes the kernel: on CPU, float32 or float64, not under torch.compile
-    (a ctypes call cannot be traced), the kernel enabled and built."""
+    (a ctypes call cannot be traced), not where autograd would need to differentiate through it (the ops call the
+    solvers inside their own backward), the kernel enabled and built."""
     if b.device.type != "cpu" or b.dtype not in (torch.float32, torch.float64) or torch.compiler.is_compiling():
+        return False
+    if b.requires_grad and torch.is_grad_enabled():
         return False
     return library() is not None
 
