@@ -53,6 +53,7 @@ def fresh_native(monkeypatch, tmp_path):
     monkeypatch.setattr(native, "_library", None)
     monkeypatch.setattr(native, "_failure", None)
     monkeypatch.setattr(native, "_warned", False)
+    monkeypatch.setattr(native, "_threaded", False)
     monkeypatch.setenv("MESA_LM_CACHE", str(tmp_path))
     return tmp_path
 
@@ -200,7 +201,8 @@ def test_portable_build_matches(fresh_native, monkeypatch):
     """Built without -march=native or OpenMP (the last flag set), the kernel gives the same answers."""
     monkeypatch.setattr(native, "FLAG_SETS", (("-O3",),))
     solver, b = systems(C=10, D=12, seed=15)
-    x, active, _, _ = kernel(solver, b, tol=1e-13, sub_chunk=4)
+    with pytest.warns(RuntimeWarning, match="built without OpenMP"):
+        x, active, _, _ = kernel(solver, b, tol=1e-13, sub_chunk=4)
     assert not active.any() and position_err(x, direct(solver, b)) <= 1e-10
 
 
@@ -216,3 +218,46 @@ def test_differentiable_calls_keep_the_eager_path():
     (grad,) = torch.autograd.grad((lower_inverse(m) * w).sum(), m)
     (want,) = torch.autograd.grad((torch.linalg.inv(torch.linalg.cholesky(m)) * w).sum(), m)
     assert torch.allclose(grad, want, rtol=1e-10, atol=1e-12)
+
+
+def test_iteration_count_is_what_every_system_needed():
+    """The reported count is the most any sub-chunk needed: with it as max_iter every system converges, with one
+    fewer some do not. The first sub-chunk is the hard one (long keys), the later ones easy (their gates forget it),
+    so a count taken from the last sub-chunk would be too small."""
+    gen = torch.Generator().manual_seed(19)
+    G, B, H, C, D = 1, 1, 2, 12, 16
+    k = F.normalize(torch.randn(G, B, H, C, D, generator=gen, dtype=torch.float64), dim=-1)
+    k[..., :4, :] *= 6.0
+    gamma = torch.full((G, B, H, C), 0.9, dtype=torch.float64)
+    gamma[..., 4:] = 1e-3
+    lam = torch.ones(H, D, dtype=torch.float64)
+    solver = solvers.MesaSolver("cg", torch.zeros(G, B, H, D, D, dtype=torch.float64), k, k, None, lam,
+                                Decay.make(gamma, C, torch.float64, k.device), 1e-5, 100)  # fmt: skip
+    b = torch.randn(G, B, H, C, D, generator=gen, dtype=torch.float64)
+    _, active, _, its = kernel(solver, b, tol=1e-13, sub_chunk=4)
+    last = kernel(solver.__class__("cg", solver.h, k[..., 8:, :].contiguous(), k[..., 8:, :].contiguous(), None, lam,
+                                   Decay.make(gamma[..., 8:].contiguous(), 4, torch.float64, k.device), 1e-5, 100),
+                  b[..., 8:, :].contiguous(), tol=1e-13, sub_chunk=4)[3]  # fmt: skip
+    assert not active.any() and its > last  # the hard sub-chunk set the count
+    assert not kernel(solver, b, tol=1e-13, max_iter=its, sub_chunk=4)[1].any()
+    assert kernel(solver, b, tol=1e-13, max_iter=its - 1, sub_chunk=4)[1].any()
+
+
+def test_huge_max_iter_is_clamped_not_wrapped():
+    """cg_max_iter beyond the C int range runs to convergence (it was passed unchecked, wrapping to 0 at 2^32)."""
+    x = make_inputs(T=9, gated=True, seed=21)
+    for max_iter in (2**31, 2**32, 2**32 + 1):
+        o = mesa_attention(**x, chunk_size=4, method="cg", cg_tol=1e-12, cg_max_iter=max_iter)
+        assert rel_err(o, mesa_attention_naive(**x)) <= 1e-10, max_iter
+
+
+def test_failed_flag_sets_are_not_retried(fresh_native, monkeypatch):
+    """A compiler failure leaves a marker per flag set, so the next process does not compile again."""
+    monkeypatch.setenv("CXX", "false")
+    monkeypatch.setenv(native.ENV_MODE, "0")
+    with pytest.raises(RuntimeError, match="false"):
+        native._build_and_load()
+    assert len(list(fresh_native.glob("*.failed"))) == len(native.FLAG_SETS)
+    monkeypatch.setattr(native.subprocess, "run", _no_compile(native.subprocess.run))
+    with pytest.raises(RuntimeError, match="failed before"):
+        native._build_and_load()

@@ -9,7 +9,7 @@ The Woodbury solves' small Cholesky factors and their inverses (`triangular.lowe
 LAPACK on one small matrix at a time.
 
 Building needs a C++ compiler (`$CXX`, else c++, g++ or clang++ on the PATH) and nothing else: the source includes
-no Python or torch headers and compiles in a second or two. The library is cached in `mesa_lm.cache.cache_dir()`
+no Python or torch headers and compiles in a few seconds. The library is cached in `mesa_lm.cache.cache_dir()`
 (`$MESA_LM_CACHE`, else `$XDG_CACHE_HOME/mesa_lm` or `~/.cache/mesa_lm`), keyed by the source, the compiler and the
 CPU (it is built for the machine it runs on), and written atomically: concurrent processes never load a partial file.
 
@@ -47,8 +47,10 @@ ENV_MODE = "MESA_LM_NATIVE"
 MODES = ("auto", "0", "1")
 INTERFACE_VERSION = 3  # mesa_jacobi_cg_version() of a build this module can call
 # Compiler flags, tried in order: tuned for this CPU and with OpenMP first, then without what the compiler rejects.
-# OpenMP: the library then needs libgomp.so.1, the soname of the copy torch's Linux wheels load, so the kernel's
-# threads are torch's own intra-op threads (separate Python threads would compete with them while they spin-wait).
+# OpenMP: the library then needs libgomp.so.1; where torch's wheel ships its libgomp under that soname (torch 2.13's
+# Linux wheels do) the kernel's threads are torch's own intra-op threads (separate Python threads competed with them
+# while they spin-wait); a wheel with a renamed copy leaves the kernel its own OpenMP runtime (correct, but the two
+# pools then compete).
 FLAG_SETS = (("-O3", "-march=native", "-fopenmp"), ("-O3", "-fopenmp"), ("-O3", "-march=native"), ("-O3",))
 COMPILE_TIMEOUT_S = 300
 
@@ -56,6 +58,7 @@ _lock = threading.Lock()
 _library: ctypes.CDLL | None = None
 _failure: str | None = None  # why the kernel could not be built (then the eager solver runs)
 _warned = False
+_threaded = False  # whether the loaded build has OpenMP
 
 
 def mode() -> str:
@@ -74,13 +77,17 @@ def applies(b: Tensor) -> bool:
         return False
     if b.requires_grad and torch.is_grad_enabled():
         return False
-    return library() is not None
+    if library() is None:
+        return False
+    # A build without OpenMP (the compiler rejected -fopenmp) runs on one thread: with more, the eager solver's
+    # threaded torch operations may be faster.
+    return _threaded or torch.get_num_threads() == 1
 
 
 def library() -> ctypes.CDLL | None:
     """The loaded kernel, built on first use; None where it is disabled or cannot be built (warned once in `auto`
     mode, an error in mode 1)."""
-    global _library, _failure, _warned
+    global _library, _failure, _warned, _threaded
     m = mode()
     if m == "0":
         return None
@@ -89,6 +96,13 @@ def library() -> ctypes.CDLL | None:
             if _library is None and _failure is None:
                 try:
                     _library = _build_and_load()
+                    if not _threaded and m == "auto":
+                        warnings.warn(
+                            "mesa_lm: the compiled kernels were built without OpenMP (the compiler rejected "
+                            "-fopenmp): they run only when torch uses one thread; the eager solver runs otherwise.",
+                            RuntimeWarning,
+                            stacklevel=3,
+                        )
                 except (OSError, RuntimeError, subprocess.SubprocessError) as e:
                     _failure = f"{type(e).__name__}: {e}"
     if _library is None:
@@ -134,7 +148,7 @@ def jacobi_cg(
     iters = torch.empty(G, B, H, dtype=torch.int32)
     hc, kc, kbc, decc, lamc, bc = ins
     ptr = [t.data_ptr() for t in (hc, kc, kbc)]
-    tail = [decc.data_ptr(), lamc.data_ptr(), bc.data_ptr(), float(tol), int(max_iter)]
+    tail = [decc.data_ptr(), lamc.data_ptr(), bc.data_ptr(), float(tol), int(min(max_iter, 2**31 - 1))]  # C int
     outs = [x.data_ptr(), active.data_ptr(), peak.data_ptr(), iters.data_ptr()]
     a_ptr = None if a_c is None else a_c.data_ptr()
     status = fn(0, N, max(1, torch.get_num_threads()), H, C, sub_chunk, D, *ptr, a_ptr, *tail, *outs)
@@ -179,6 +193,7 @@ def _compiler() -> str:
 def _build_and_load() -> ctypes.CDLL:
     """The cached library for this source, compiler and CPU, compiled first if needed, with the first flag set that
     both compiles and loads."""
+    global _threaded
     source = "".join(text for _, text in SOURCES + HEADERS).encode()
     cxx = _compiler()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
@@ -190,6 +205,10 @@ def _build_and_load() -> ctypes.CDLL:
         parts = (cxx, version, " ".join(flags), platform.machine(), _cpu_identity())
         key = hashlib.sha256(source + "\0".join(parts).encode()).hexdigest()[:20]
         path = folder / f"mesa_kernels-{key}{suffix}"
+        failed = path.with_name(path.name + ".failed")  # a flag set that failed here before is not tried again
+        if failed.exists():
+            errors.append(f"{' '.join(flags)}: failed before ({failed})")
+            continue
         if not path.exists():
             with tempfile.TemporaryDirectory(prefix="mesa_kernels-", dir=folder) as build:
                 for name, text in SOURCES + HEADERS:
@@ -201,10 +220,13 @@ def _build_and_load() -> ctypes.CDLL:
                 if done.returncode != 0:
                     last = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
                     errors.append(f"{' '.join(cmd)}: {last[0]}")
+                    failed.write_text(f"{' '.join(cmd)}\n{done.stderr}")
                     continue
                 os.replace(out, path)  # atomic: another process sees no file or the whole file
         try:
-            return _load(path)
+            lib = _load(path)
+            _threaded = "-fopenmp" in flags
+            return lib
         except OSError as e:  # e.g. built with OpenMP where no OpenMP runtime can be loaded
             errors.append(f"loading {path}: {e}")
     raise RuntimeError("; ".join(errors))
