@@ -25,9 +25,10 @@ def test_lower_triangular_inverse(n, use_native, monkeypatch):
     assert ((lower_inverse(m) - want).abs().max() / want.abs().max()).item() <= 1e-13
 
 
-@pytest.mark.parametrize("n", [16, 32, 64])
+@pytest.mark.parametrize("n", [16, 32, 64, 100])
 def test_compiled_float32_as_accurate_as_lapack(n, monkeypatch):
-    """float32: the compiled Cholesky-factor inverse is within 3x of torch's (LAPACK) error against float64."""
+    """float32: the compiled Cholesky-factor inverse (computed in double, rounded once) is at least as accurate as
+    torch's float32 LAPACK path against float64."""
     gen = torch.Generator().manual_seed(100 + n)
     a = torch.randn(64, n, 2 * n, generator=gen, dtype=torch.float64)
     m = a @ a.transpose(-1, -2) / n + 0.1 * torch.eye(n, dtype=torch.float64)
@@ -39,4 +40,5 @@ def test_compiled_float32_as_accurate_as_lapack(n, monkeypatch):
     monkeypatch.setenv(native.ENV_MODE, "1")
     compiled = err(lower_inverse(m.float()))
     monkeypatch.setenv(native.ENV_MODE, "0")
-    assert compiled <= 3 * err(lower_inverse(m.float())) + 10 * torch.finfo(torch.float32).eps
+    assert compiled <= err(lower_inverse(m.float()))
+    assert compiled <= 2 * torch.finfo(torch.float32).eps  # one rounding of the float64 result, and a little

@@ -7,16 +7,14 @@ Kept as a Python string so that it travels wherever the Python code does (the mo
 NAME = "lower_inverse.cpp"
 SOURCE = r"""// L^{-1} for the Cholesky factor L of each matrix in a batch of small SPD matrices, fused for a CPU: the Woodbury
 // solves of the mesa layer factor two such matrices per chunk, and torch runs LAPACK on one small matrix at a time
-// (about 40 us each at 64 x 64 on the reference CPU, against a few us here). The eager reference is
+// (about 40 us each at 64 x 64 on the reference CPU, Cholesky and inverse; 20-28 us here). The eager reference is
 // `triangular.lower_inverse` (Cholesky by LAPACK, blocked triangular inverse); this computes the same L^{-1}.
 //
-// Per matrix, in a row-major upper-triangular work array U = L^T (so every update is a contiguous row):
-//   Cholesky, right-looking: U[k, k] = sqrt(A[k, k]), U[k, j > k] = A[j, k] / U[k, k] (A's lower triangle is read,
-//     as LAPACK's lower Cholesky does), then the trailing rows i > k lose U[k, i] U[k, i..];
-//   X = U^{-1} by back substitution, row i = (e_i - sum_{k > i} U[i, k] X[k]) / U[i, i];
-//   L^{-1} = X^T, written lower-triangular with zeros above the diagonal.
-// A matrix that is not positive definite in floating point gets NaN from the square root of its first non-positive
-// pivot on (the eager path's result there is as meaningless; callers ensure Lambda > 0 and a PSD state).
+// Each matrix is converted to double, factored and inverted there, and the result rounded once: for float32 inputs
+// that is more accurate than LAPACK's float32 factorisation. Blocks up to BASE are factored and inverted directly
+// (`invert_small`), larger ones by the blocked recursion of `invert_blocked`. A matrix that is not positive definite
+// in floating point gets NaN from the square root of its first non-positive pivot on (the eager path's result there
+// is as meaningless; callers ensure Lambda > 0 and a PSD state).
 //
 // C interface (ctypes, native.py): m and out (N, n, n) contiguous; the matrices [n0, n1) on `threads` threads.
 #include <cmath>
@@ -30,7 +28,10 @@ namespace {
 constexpr int BASE = 32;  // blocks up to this size are factored and inverted directly, in double
 
 // Base case, n small: L and L^{-1} of the SPD block A (leading dimension lda) into L, Li (leading dimension ld),
-// with zeros above the diagonals; U, X: n x n scratch (U = L^T, X = U^{-1}, rows contiguous).
+// with zeros above the diagonals; U, X: n x n scratch (U = L^T, X = U^{-1}, rows contiguous). Cholesky,
+// right-looking: U[k, k] = sqrt(A[k, k]), U[k, j > k] = A[j, k] / U[k, k] (A's lower triangle is read, as LAPACK's
+// lower Cholesky does), then the trailing rows i > k lose U[k, i] U[k, i..]; X by back substitution,
+// row i = (e_i - sum_{k > i} U[i, k] X[k]) / U[i, i]; L^{-1} = X^T.
 template <typename T>
 void invert_small(const T* A, long lda, T* L, T* Li, long ld, int n, double* U, double* X) {
     for (int k = 0; k < n; ++k)
@@ -105,17 +106,21 @@ void invert_blocked(const T* A, long lda, T* L, T* Li, T* S, T* W, long ld, int 
         for (int j = h; j < n; ++j) Li[i * ld + j] = T(0);
 }
 
+// Every matrix is factored and inverted in double and rounded once at the end: for float32 inputs that is more
+// accurate than LAPACK's float32 factorisation (and about as fast as torch's call of it at these sizes).
 template <typename T>
 int invert_batch(long n0, long n1, int threads, int n, const T* m, T* out) {
     if (n < 1 || threads < 1) return 1;
     const long nn = long(n) * n;
 #pragma omp parallel num_threads(threads)
     {
-        std::vector<T> L(nn), S(nn), W(nn);
-        std::vector<double> U(BASE * BASE), X(BASE * BASE);
+        std::vector<double> A(nn), Li(nn), L(nn), S(nn), W(nn), U(BASE * BASE), X(BASE * BASE);
 #pragma omp for schedule(static)
-        for (long b = n0; b < n1; ++b)
-            invert_blocked<T>(m + b * nn, n, L.data(), out + b * nn, S.data(), W.data(), n, n, U.data(), X.data());
+        for (long b = n0; b < n1; ++b) {
+            for (long q = 0; q < nn; ++q) A[q] = double(m[b * nn + q]);
+            invert_blocked<double>(A.data(), n, L.data(), Li.data(), S.data(), W.data(), n, n, U.data(), X.data());
+            for (long q = 0; q < nn; ++q) out[b * nn + q] = T(Li[q]);
+        }
     }
     return 0;
 }
