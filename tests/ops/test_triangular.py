@@ -20,7 +20,8 @@ def test_lower_triangular_inverse(n, use_native, monkeypatch):
     m = a @ a.transpose(-1, -2) / n + torch.eye(n, dtype=torch.float64)
     chol = torch.linalg.cholesky(m)
     want = torch.linalg.solve_triangular(chol, torch.eye(n, dtype=torch.float64).expand_as(m), upper=False)
-    got = lower_triangular_inverse(chol + torch.randn(n, n, generator=gen, dtype=torch.float64).triu(1))  # upper ignored
+    upper = torch.randn(n, n, generator=gen, dtype=torch.float64).triu(1)
+    got = lower_triangular_inverse(chol + upper)  # entries above the diagonal are ignored
     assert ((got - want).abs().max() / want.abs().max()).item() <= 1e-13
     assert ((lower_inverse(m) - want).abs().max() / want.abs().max()).item() <= 1e-13
 

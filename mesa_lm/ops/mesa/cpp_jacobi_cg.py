@@ -5,7 +5,8 @@ Kept as a Python string so that it travels wherever the Python code does (the mo
 """
 
 NAME = "jacobi_cg.cpp"
-SOURCE = r"""// Jacobi-preconditioned conjugate gradient for the gated mesa layer's per-position solves, fused for a CPU.
+SOURCE = r"""
+// Jacobi-preconditioned conjugate gradient for the gated mesa layer's per-position solves, fused for a CPU.
 //
 // The same systems and stopping rule as `MesaSolver._fine_jacobi_cg` in solvers.py (the eager reference):
 // for every position t of a chunk, (H_t + Lambda) x_t = b_t with

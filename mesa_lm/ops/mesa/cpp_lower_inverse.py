@@ -5,7 +5,8 @@ Kept as a Python string so that it travels wherever the Python code does (the mo
 """
 
 NAME = "lower_inverse.cpp"
-SOURCE = r"""// L^{-1} for the Cholesky factor L of each matrix in a batch of small SPD matrices, fused for a CPU: the Woodbury
+SOURCE = r"""
+// L^{-1} for the Cholesky factor L of each matrix in a batch of small SPD matrices, fused for a CPU: the Woodbury
 // solves of the mesa layer factor two such matrices per chunk, and torch runs LAPACK on one small matrix at a time
 // (about 40 us each at 64 x 64 on the reference CPU, Cholesky and inverse; 20-28 us here). The eager reference is
 // `triangular.lower_inverse` (Cholesky by LAPACK, blocked triangular inverse); this computes the same L^{-1}.
@@ -96,7 +97,8 @@ void invert_blocked(const T* A, long lda, T* L, T* Li, T* S, T* W, long ld, int 
         for (int i = 0; i < m; ++i)
             for (int j = 0; j <= i; ++j) S22[i * ld + j] = A[(h + i) * lda + h + j];
     transpose<T>(L21, ld, m, h, W, ld, T(-1));  // W = -L21^T
-    product<T>(L21, ld, W, ld, S22, ld, m, m, h, true);  // S22 = A22 - L21 L21^T (the full block; its lower half is read)
+    // S22 = A22 - L21 L21^T (the full block is computed; its lower half is read)
+    product<T>(L21, ld, W, ld, S22, ld, m, m, h, true);
     invert_blocked<T>(S22, ld, L + h * ld + h, Li + h * ld + h, S22, W + h * ld + h, ld, m, U, X);
     product<T>(Li + h * ld + h, ld, L21, ld, W, ld, m, h, m, false);  // W = L22^{-1} L21
     for (int i = 0; i < m; ++i)

@@ -5,7 +5,8 @@ Kept as a Python string so that it travels wherever the Python code does (the mo
 """
 
 NAME = "products.h"
-SOURCE = r"""// Register-blocked dense products for the compiled kernels (jacobi_cg.cpp, lower_inverse.cpp): small row-major
+SOURCE = r"""
+// Register-blocked dense products for the compiled kernels (jacobi_cg.cpp, lower_inverse.cpp): small row-major
 // matrices in cache, where calling a BLAS per product would cost more than the product.
 #pragma once
 

@@ -169,7 +169,7 @@ def lower_inverse(m: Tensor) -> Tensor:
     if count:
         status = fn(0, count, max(1, torch.get_num_threads()), n, mc.data_ptr(), out.data_ptr())
         if status:
-            raise RuntimeError(f"mesa_lm: the compiled Cholesky-inverse kernel rejected its arguments (status {status})")
+            raise RuntimeError(f"mesa_lm: the compiled inverse kernel rejected its arguments (status {status})")
     return out
 
 
