@@ -21,7 +21,7 @@ SOURCE = r"""
 // iteration run in register-blocked kernels, and the vector updates and reductions are fused loops.
 //
 // C interface (loaded with ctypes by native.py; no Python or torch headers, so it builds in a second or two).
-// Arrays are contiguous, row-major; one call solves the chunks [n0, n1) of N = G B H chunks on `threads` threads:
+// Arrays are contiguous, row-major; one call solves all N = G B H chunks on `threads` threads:
 //     h      (N, D, D)   states at the chunks' starts
 //     k, kb  (N, C, D)   keys and written keys (beta k)
 //     a      (N, C)      decay from the chunk start to each position, or NULL when ungated
@@ -99,12 +99,12 @@ template <typename T>
 struct ChunkSolver {
     int C, cs, D;
     // Scratch for one sub-chunk of up to cs positions.
-    std::vector<T> state, kt, kwt, inv_diag, x0, r, p, ap, scores, decays, starts;
+    std::vector<T> state, kt, kwt, inv_diag, r, p, ap, scores, decays, starts;
     std::vector<T> rz, stop;
     std::vector<uint8_t> act;
 
     ChunkSolver(int C_, int cs_, int D_)
-        : C(C_), cs(cs_), D(D_), state(D_ * D_), kt(D_ * cs_), kwt(D_ * cs_), inv_diag(cs_ * D_), x0(cs_ * D_),
+        : C(C_), cs(cs_), D(D_), state(D_ * D_), kt(D_ * cs_), kwt(D_ * cs_), inv_diag(cs_ * D_),
           r(cs_ * D_), p(cs_ * D_), ap(cs_ * D_), scores(cs_ * cs_), decays(cs_ * cs_), starts(cs_), rz(cs_),
           stop(cs_), act(cs_) {}
 
@@ -204,7 +204,7 @@ struct ChunkSolver {
 };
 
 template <typename T>
-int solve_chunks(long n0, long n1, int threads, int heads, int C, int cs, int D, const T* h, const T* k, const T* kb,
+int solve_chunks(long N, int threads, int heads, int C, int cs, int D, const T* h, const T* k, const T* kb,
                  const T* a, const T* dec, const T* lam, const T* b, double tol, int max_iter, T* x, uint8_t* active,
                  T* peak, int32_t* iters) {
     if (C < 1 || cs < 1 || D < 1 || heads < 1 || max_iter < 0 || threads < 1) return 1;
@@ -215,7 +215,7 @@ int solve_chunks(long n0, long n1, int threads, int heads, int C, int cs, int D,
     {
         ChunkSolver<T> solver(C, std::min(cs, C), D);
 #pragma omp for schedule(static)
-        for (long n = n0; n < n1; ++n) {
+        for (long n = 0; n < N; ++n) {
             const T* an = a == nullptr ? nullptr : a + n * C;
             const T* dn = a == nullptr ? dec : dec + n * long(C) * C;
             iters[n] = solver.solve(h + n * long(D) * D, k + n * cd, kb + n * cd, an, dn, lam + (n % heads) * D,
@@ -229,24 +229,20 @@ int solve_chunks(long n0, long n1, int threads, int heads, int C, int cs, int D,
 
 extern "C" {
 
-int mesa_jacobi_cg_f32(long n0, long n1, int threads, int heads, int C, int cs, int D, const float* h,
-                       const float* k, const float* kb, const float* a, const float* dec, const float* lam,
-                       const float* b, double tol, int max_iter, float* x, uint8_t* active, float* peak,
-                       int32_t* iters) {
-    return solve_chunks<float>(n0, n1, threads, heads, C, cs, D, h, k, kb, a, dec, lam, b, tol, max_iter, x, active,
-                               peak, iters);
-}
-
-int mesa_jacobi_cg_f64(long n0, long n1, int threads, int heads, int C, int cs, int D, const double* h,
-                       const double* k, const double* kb, const double* a, const double* dec, const double* lam,
-                       const double* b, double tol, int max_iter, double* x, uint8_t* active, double* peak,
-                       int32_t* iters) {
-    return solve_chunks<double>(n0, n1, threads, heads, C, cs, D, h, k, kb, a, dec, lam, b, tol, max_iter, x, active,
-                                peak, iters);
-}
+// One entry point per dtype: (N, threads, heads, C, cs, D, h, k, kb, a, dec, lam, b, tol, max_iter, x, active, peak,
+// iters), as described at the top.
+#define MESA_JACOBI_CG(SUFFIX, T)                                                                                     \
+    int mesa_jacobi_cg_##SUFFIX(long N, int threads, int heads, int C, int cs, int D, const T* h, const T* k,         \
+                                const T* kb, const T* a, const T* dec, const T* lam, const T* b, double tol,          \
+                                int max_iter, T* x, uint8_t* active, T* peak, int32_t* iters) {                       \
+        return solve_chunks<T>(N, threads, heads, C, cs, D, h, k, kb, a, dec, lam, b, tol, max_iter, x, active, peak, \
+                               iters);                                                                                \
+    }
+MESA_JACOBI_CG(f32, float)
+MESA_JACOBI_CG(f64, double)
 
 // The interface version native.py checks (of both kernels, built together), so a stale cached build is never called
 // with another signature.
-int mesa_jacobi_cg_version() { return 3; }
+int mesa_jacobi_cg_version() { return 4; }
 }
 """

@@ -17,7 +17,7 @@ SOURCE = r"""
 // in floating point gets NaN from the square root of its first non-positive pivot on (the eager path's result there
 // is as meaningless; callers ensure Lambda > 0 and a PSD state).
 //
-// C interface (ctypes, native.py): m and out (N, n, n) contiguous; the matrices [n0, n1) on `threads` threads.
+// C interface (ctypes, native.py): m and out (N, n, n) contiguous; the N matrices on `threads` threads.
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -111,14 +111,14 @@ void invert_blocked(const T* A, long lda, T* L, T* Li, T* S, T* W, long ld, int 
 // Every matrix is factored and inverted in double and rounded once at the end: for float32 inputs that is more
 // accurate than LAPACK's float32 factorisation (and about as fast as torch's call of it at these sizes).
 template <typename T>
-int invert_batch(long n0, long n1, int threads, int n, const T* m, T* out) {
+int invert_batch(long N, int threads, int n, const T* m, T* out) {
     if (n < 1 || threads < 1) return 1;
     const long nn = long(n) * n;
 #pragma omp parallel num_threads(threads)
     {
         std::vector<double> A(nn), Li(nn), L(nn), S(nn), W(nn), U(BASE * BASE), X(BASE * BASE);
 #pragma omp for schedule(static)
-        for (long b = n0; b < n1; ++b) {
+        for (long b = 0; b < N; ++b) {
             for (long q = 0; q < nn; ++q) A[q] = double(m[b * nn + q]);
             invert_blocked<double>(A.data(), n, L.data(), Li.data(), S.data(), W.data(), n, n, U.data(), X.data());
             for (long q = 0; q < nn; ++q) out[b * nn + q] = T(Li[q]);
@@ -131,12 +131,12 @@ int invert_batch(long n0, long n1, int threads, int n, const T* m, T* out) {
 
 extern "C" {
 
-int mesa_lower_inverse_f32(long n0, long n1, int threads, int n, const float* m, float* out) {
-    return invert_batch<float>(n0, n1, threads, n, m, out);
+int mesa_lower_inverse_f32(long N, int threads, int n, const float* m, float* out) {
+    return invert_batch<float>(N, threads, n, m, out);
 }
 
-int mesa_lower_inverse_f64(long n0, long n1, int threads, int n, const double* m, double* out) {
-    return invert_batch<double>(n0, n1, threads, n, m, out);
+int mesa_lower_inverse_f64(long N, int threads, int n, const double* m, double* out) {
+    return invert_batch<double>(N, threads, n, m, out);
 }
 }
 """

@@ -45,7 +45,7 @@ SOURCES = ((CG_NAME, CG_SOURCE), (INVERSE_NAME, INVERSE_SOURCE))
 HEADERS = ((PRODUCTS_NAME, PRODUCTS_SOURCE),)
 ENV_MODE = "MESA_LM_NATIVE"
 MODES = ("auto", "0", "1")
-INTERFACE_VERSION = 3  # mesa_jacobi_cg_version() of a build this module can call
+INTERFACE_VERSION = 4  # mesa_jacobi_cg_version() of a build this module can call
 # Compiler flags, tried in order: tuned for this CPU and with OpenMP first, then without what the compiler rejects.
 # OpenMP: the library then needs libgomp.so.1; where torch's wheel ships its libgomp under that soname (torch 2.13's
 # Linux wheels do) the kernel's threads are torch's own intra-op threads (separate Python threads competed with them
@@ -139,22 +139,20 @@ def jacobi_cg(
     G, B, H, C, D = b.shape
     dtype = b.dtype
     fn = lib.mesa_jacobi_cg_f32 if dtype == torch.float32 else lib.mesa_jacobi_cg_f64
-    ins = [t.to(dtype).contiguous() for t in (h, k, kb, dec, lam, b)]
-    a_c = None if a is None else a.to(dtype).contiguous()
-    N = G * B * H
-    x = torch.empty_like(ins[-1])
+    h, k, kb, dec, lam, b = (t.to(dtype).contiguous() for t in (h, k, kb, dec, lam, b))
+    a = None if a is None else a.to(dtype).contiguous()
+    x = torch.empty_like(b)
     active = torch.empty(G, B, H, C, dtype=torch.uint8)
     peak = torch.empty(G, B, H, dtype=dtype)
     iters = torch.empty(G, B, H, dtype=torch.int32)
-    hc, kc, kbc, decc, lamc, bc = ins
-    ptr = [t.data_ptr() for t in (hc, kc, kbc)]
-    tail = [decc.data_ptr(), lamc.data_ptr(), bc.data_ptr(), float(tol), int(min(max_iter, 2**31 - 1))]  # C int
-    outs = [x.data_ptr(), active.data_ptr(), peak.data_ptr(), iters.data_ptr()]
-    a_ptr = None if a_c is None else a_c.data_ptr()
-    status = fn(0, N, max(1, torch.get_num_threads()), H, C, sub_chunk, D, *ptr, a_ptr, *tail, *outs)
+    pointers = [t.data_ptr() for t in (h, k, kb)] + [None if a is None else a.data_ptr()]
+    pointers += [t.data_ptr() for t in (dec, lam, b)]
+    outs = [t.data_ptr() for t in (x, active, peak, iters)]
+    max_iter = min(max_iter, 2**31 - 1)  # a C int
+    status = fn(G * B * H, max(1, torch.get_num_threads()), H, C, sub_chunk, D, *pointers, float(tol), max_iter, *outs)
     if status:
         raise RuntimeError(f"mesa_lm: the compiled CG kernel rejected its arguments (status {status})")
-    return x, active.bool()[..., None], peak.flatten(1).amax(1), int(iters.max()) if N else 0
+    return x, active.bool()[..., None], peak.flatten(1).amax(1), int(iters.max())
 
 
 def lower_inverse(m: Tensor) -> Tensor:
@@ -167,7 +165,7 @@ def lower_inverse(m: Tensor) -> Tensor:
     fn = lib.mesa_lower_inverse_f32 if m.dtype == torch.float32 else lib.mesa_lower_inverse_f64
     count = mc.numel() // (n * n) if n else 0
     if count:
-        status = fn(0, count, max(1, torch.get_num_threads()), n, mc.data_ptr(), out.data_ptr())
+        status = fn(count, max(1, torch.get_num_threads()), n, mc.data_ptr(), out.data_ptr())
         if status:
             raise RuntimeError(f"mesa_lm: the compiled inverse kernel rejected its arguments (status {status})")
     return out
@@ -238,10 +236,10 @@ def _load(path: Path) -> ctypes.CDLL:
         raise RuntimeError(f"{path} has interface {lib.mesa_jacobi_cg_version()}, expected {INTERFACE_VERSION}")
     ptr, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
     for fn in (lib.mesa_jacobi_cg_f32, lib.mesa_jacobi_cg_f64):
-        # (n0, n1, threads, heads, C, cs, D, h, k, kb, a, dec, lam, b, tol, max_iter, x, active, peak, iters)
+        # (N, threads, heads, C, cs, D, h, k, kb, a, dec, lam, b, tol, max_iter, x, active, peak, iters)
         fn.restype = i32
-        fn.argtypes = [i64, i64, i32, i32, i32, i32, i32, *[ptr] * 7, ctypes.c_double, i32, *[ptr] * 4]
+        fn.argtypes = [i64, i32, i32, i32, i32, i32, *[ptr] * 7, ctypes.c_double, i32, *[ptr] * 4]
     for fn in (lib.mesa_lower_inverse_f32, lib.mesa_lower_inverse_f64):
         fn.restype = i32
-        fn.argtypes = [i64, i64, i32, i32, ptr, ptr]  # (n0, n1, threads, n, m, out)
+        fn.argtypes = [i64, i32, i32, ptr, ptr]  # (N, threads, n, m, out)
     return lib
