@@ -10,6 +10,8 @@ into Lambda -dq_t * x_t, into G_t do_t x_t^T. Read as outputs of linear attentio
 beta, gamma and the initial state through the chunked linear-attention backward.
 Saved for backward: x, the inputs and the states at segment boundaries (about every GROUP_TOKENS positions),
 O(T D) per head; each group's chunk states and factorisations are recomputed.
+On CPU the chunk states, the read-out and the backward outside the solves run in compiled kernels (`native.py`) where
+they are available, with the same arithmetic as the torch code here, which stays their reference.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from ..chunking import (
     state_deltas,
 )
 from ..validation import check_chunk_size, check_mesa_inputs
+from .native import applies as native_applies, chunk_backward as native_chunk_backward
+from .native import chunk_states as native_chunk_states, query_grads as native_query_grads
+from .native import read_out as native_read_out
 from .solvers import METHODS, MesaSolver
 
 Tensor = torch.Tensor
@@ -55,6 +60,14 @@ class _Group:
         cd = grp.dtype
         self.k, self.v = grp.get(k, sl), grp.get(v, sl)
         self.gamma, self.beta = grp.get_gate(gamma, sl), grp.get_gate(beta, sl)
+        self.lam = lam
+        if native_applies(self.k):
+            # The same by the compiled kernel (cpp_chunk_states.py), fused per batch and head.
+            self.kb, self.vb, decay, self.hs, self.gs = native_chunk_states(
+                self.k, self.v, self.gamma, self.beta, h0, g0
+            )
+            self.decay = Decay.make(None, grp.C, cd, k.device) if decay is None else Decay(*decay)
+            return
         self.decay = Decay.make(self.gamma, grp.C, cd, k.device)
         # beta scales each token's contribution to both H and G: fold it into the written keys and values.
         b = None if self.beta is None else self.beta[..., None]
@@ -63,7 +76,6 @@ class _Group:
         w, al = self.decay.wlast, self.decay.alast
         self.hs = scan_states(state_deltas(self.k, self.kb, w), al, h0)  # (G + 1, B, H, D, D)
         self.gs = scan_states(state_deltas(self.k, self.vb, w), al, g0)  # (G + 1, B, H, Dv, D)
-        self.lam = lam
 
     def solver(self, method: str, cg_tol: float, cg_max_iter: int) -> MesaSolver:
         return MesaSolver(
@@ -162,7 +174,8 @@ def _forward_group(grp: Groups, sl: slice, q, inputs, o, xs, opts) -> tuple[Tens
     gr = _Group(grp, sl, *inputs)
     solver = gr.solver(*opts[1:])
     x = solver.solve(grp.get(q, sl))
-    grp.put(o, sl, linear_forward_group(x, gr.k, gr.vb, gr.gs[:-1], gr.decay.a, gr.decay.dec))
+    read_out = native_read_out if native_applies(x) else linear_forward_group
+    grp.put(o, sl, read_out(x, gr.k, gr.vb, gr.gs[:-1], gr.decay.a, gr.decay.dec))
     if xs is not None:
         xs[sl] = x
     return gr.hs[-1].clone(), gr.gs[-1].clone(), solver.iterations
@@ -172,9 +185,11 @@ def _backward_group(grp: Groups, sl: slice, gr: _Group, xs, do, dstate, later, g
     """The backward of one group of chunks `gr` (see the module docstring): writes its slices of the input gradients
     and returns the gradients with respect to the states at its start and the running sum of dc."""
     dq, dk, dv, dgamma, dbeta, dlam = grads
+    x, dog = xs[sl], grp.get(do, sl)
+    if native_applies(x):
+        return _native_backward_group(grp, sl, gr, x, dog, dstate, later, grads, opts, is_last)
     dh, dg = dstate
     a, dec, wlast = gr.decay.a, gr.decay.dec, gr.decay.wlast
-    x, dog = xs[sl], grp.get(do, sl)
     doa = scale(dog, a)
     pg = output_scores(dog, gr.vb, dec)  # serves both r and the G part's backward below
     # r_t = G_t^T do_t, then dq_t = (H_t + Lambda)^{-1} r_t (the same symmetric matrix as the forward).
@@ -204,13 +219,49 @@ def _backward_group(grp: Groups, sl: slice, gr: _Group, xs, do, dstate, later, g
     grp.put(dk, sl, dkg.add_(dkb))
     grp.put(dv, sl, dvb)
     if need_gate:
-        if is_last:
-            # The final states decay with every gate: d loss / d c_T gains tr(dS_T^T S_T).
-            dcg[-1, ..., -1] += (dg * gr.gs[-1]).sum((-1, -2)) + (dh * gr.hs[-1]).sum((-1, -2))
-        dlog, later = log_gate_grads(dcg, later)
-        grp.put_gate(dgamma, sl, gate_grads(dlog, gr.gamma))
+        later = _put_gate_grads(grp, sl, gr, dcg, dstate, later, dgamma, is_last)
     # Copies, not views: a view would keep this group's (G + 1) state gradients alive.
     return dhs[0].clone(), dgs[0].clone(), later
+
+
+def _native_backward_group(grp: Groups, sl: slice, gr: _Group, x, dog, dstate, later, grads, opts, is_last: bool):
+    """`_backward_group` by the compiled kernels of `cpp_linear_chunks.py` (the same arithmetic, fused per batch and
+    head): on CPU, where they are available."""
+    dq, dk, dv, dgamma, dbeta, dlam = grads
+    d = gr.decay
+    pg, r = native_query_grads(dog, gr.vb, gr.k, gr.gs[:-1], d.a, d.dec)
+    dqg = gr.solver(*opts[1:]).solve(r)
+    del r
+    grp.put(dq, sl, dqg)
+    m = dqg.neg_()
+    need_gate, need_beta = dgamma is not None, dbeta is not None
+    _, B, H, _, D = x.shape
+    dlam_bh = x.new_zeros(B, H, D)
+    inputs = (x, gr.k, gr.kb, gr.vb, None if gr.beta is None else gr.v)
+    gates = (gr.beta, d.a, d.dec, d.wlast, d.alast)
+    dkg, dvg, dbg, dcg, dh, dg = native_chunk_backward(
+        inputs, gates, (gr.hs[:-1], gr.gs[:-1]), (dog, m, pg), dstate, dlam_bh, (need_beta, need_gate)
+    )
+    dlam.add_(dlam_bh.sum(0))
+    grp.put(dk, sl, dkg)
+    grp.put(dv, sl, dvg)
+    if need_beta:
+        grp.put_gate(dbeta, sl, dbg)
+    if need_gate:
+        later = _put_gate_grads(grp, sl, gr, dcg, dstate, later, dgamma, is_last)
+    return dh, dg, later
+
+
+def _put_gate_grads(grp: Groups, sl: slice, gr: _Group, dc, dstate, later, dgamma, is_last: bool) -> Tensor:
+    """Writes the group's forget-gate gradients from dc (the gradient with respect to the log-cumsum of the gates at
+    each position) and returns the updated sum of dc over this and later groups."""
+    if is_last:
+        # The final states decay with every gate: d loss / d c_T gains tr(dS_T^T S_T).
+        dh, dg = dstate
+        dc[-1, ..., -1] += (dg * gr.gs[-1]).sum((-1, -2)) + (dh * gr.hs[-1]).sum((-1, -2))
+    dlog, later = log_gate_grads(dc, later)
+    grp.put_gate(dgamma, sl, gate_grads(dlog, gr.gamma))
+    return later
 
 
 def mesa_attention(

@@ -241,8 +241,8 @@ extern "C" {
 MESA_JACOBI_CG(f32, float)
 MESA_JACOBI_CG(f64, double)
 
-// The interface version native.py checks (of both kernels, built together), so a stale cached build is never called
-// with another signature.
-int mesa_jacobi_cg_version() { return 4; }
+// The interface version native.py checks (of all the kernels, built together), so a stale cached build is never
+// called with another signature.
+int mesa_jacobi_cg_version() { return 5; }
 }
 """

@@ -10,6 +10,7 @@ SOURCE = r"""
 // matrices in cache, where calling a BLAS per product would cost more than the product.
 #pragma once
 
+#include <algorithm>
 #include <cstring>
 
 namespace {
@@ -83,6 +84,40 @@ void product(const T* A, long lda, const T* B, long ldb, T* C, long ldc, int M, 
             }
             C[i * ldc + j0] = s;
         }
+}
+
+// Products with the (n x n) score matrices of a chunk, which are triangular (causal), by row blocks of TRI_ROWS so
+// that the zero half is skipped (about 44% of the work at n = 64).
+constexpr int TRI_ROWS = 8;
+
+// C (n x N) (+)= L B for L (n x n) lower triangular (only its lower triangle, by row blocks, is read).
+template <typename T>
+void lower_times(const T* L, long ldl, const T* B, long ldb, T* C, long ldc, int n, int N, bool accumulate) {
+    for (int i0 = 0; i0 < n; i0 += TRI_ROWS) {
+        const int rows = std::min(TRI_ROWS, n - i0);
+        product<T>(L + i0 * ldl, ldl, B, ldb, C + i0 * ldc, ldc, rows, N, i0 + rows, accumulate);
+    }
+}
+
+// C (n x N) (+)= U B for U (n x n) upper triangular (only its upper triangle, by row blocks, is read).
+template <typename T>
+void upper_times(const T* U, long ldu, const T* B, long ldb, T* C, long ldc, int n, int N, bool accumulate) {
+    for (int i0 = 0; i0 < n; i0 += TRI_ROWS) {
+        const int rows = std::min(TRI_ROWS, n - i0);
+        product<T>(U + i0 * ldu + i0, ldu, B + i0 * ldb, ldb, C + i0 * ldc, ldc, rows, N, n - i0, accumulate);
+    }
+}
+
+// The lower triangle of C (n x n) = A (n x K) B (K x n), by row blocks: entries right of a row block's diagonal
+// block are set to 0, those inside it above the diagonal are computed (callers mask them).
+template <typename T>
+void lower_product(const T* A, long lda, const T* B, long ldb, T* C, long ldc, int n, int K) {
+    for (int i0 = 0; i0 < n; i0 += TRI_ROWS) {
+        const int rows = std::min(TRI_ROWS, n - i0);
+        product<T>(A + i0 * lda, lda, B, ldb, C + i0 * ldc, ldc, rows, i0 + rows, K, false);
+        for (int i = i0; i < i0 + rows; ++i)
+            for (int j = i0 + rows; j < n; ++j) C[i * ldc + j] = T(0);
+    }
 }
 
 }  // namespace

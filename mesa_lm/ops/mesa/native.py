@@ -6,7 +6,10 @@ overhead and passes over vectors that do not stay in cache. The kernel solves th
 rule as `MesaSolver._fine_jacobi_cg` (the eager reference, which remains the path on GPUs, under torch.compile and
 wherever the kernel cannot be built), one sub-chunk at a time in cache, on torch's intra-op thread count (by OpenMP).
 The Woodbury solves' small Cholesky factors and their inverses (`triangular.lower_inverse`) likewise: torch calls
-LAPACK on one small matrix at a time.
+LAPACK on one small matrix at a time. Around the solves, the layer's chunk decays and boundary states
+(`cpp_chunk_states.py`), its read-out and its backward (`cpp_linear_chunks.py`) are each one call per group of chunks,
+fused per chunk or per (batch, head), in place of a few dozen small torch operations whose fixed cost, not their
+arithmetic, was most of the time with two threads; the eager `chunking` functions remain their reference.
 
 Building needs a C++ compiler (`$CXX`, else c++, g++ or clang++ on the PATH) and nothing else: the source includes
 no Python or torch headers and compiles in a few seconds. The library is cached in `mesa_lm.cache.cache_dir()`
@@ -34,18 +37,25 @@ from pathlib import Path
 import torch
 
 from ...cache import cache_dir
+from .cpp_chunk_states import NAME as STATES_NAME, SOURCE as STATES_SOURCE
 from .cpp_jacobi_cg import NAME as CG_NAME, SOURCE as CG_SOURCE
+from .cpp_linear_chunks import NAME as LINEAR_NAME, SOURCE as LINEAR_SOURCE
 from .cpp_lower_inverse import NAME as INVERSE_NAME, SOURCE as INVERSE_SOURCE
 from .cpp_products import NAME as PRODUCTS_NAME, SOURCE as PRODUCTS_SOURCE
 
 Tensor = torch.Tensor
 
 # (file name, C++ source): compiled together into one library; the header is included by the two sources.
-SOURCES = ((CG_NAME, CG_SOURCE), (INVERSE_NAME, INVERSE_SOURCE))
+SOURCES = (
+    (CG_NAME, CG_SOURCE),
+    (INVERSE_NAME, INVERSE_SOURCE),
+    (STATES_NAME, STATES_SOURCE),
+    (LINEAR_NAME, LINEAR_SOURCE),
+)
 HEADERS = ((PRODUCTS_NAME, PRODUCTS_SOURCE),)
 ENV_MODE = "MESA_LM_NATIVE"
 MODES = ("auto", "0", "1")
-INTERFACE_VERSION = 4  # mesa_jacobi_cg_version() of a build this module can call
+INTERFACE_VERSION = 5  # mesa_jacobi_cg_version() of a build this module can call
 # Compiler flags, tried in order: tuned for this CPU and with OpenMP first, then without what the compiler rejects.
 # OpenMP: the library then needs libgomp.so.1; where torch's wheel ships its libgomp under that soname (torch 2.13's
 # Linux wheels do) the kernel's threads are torch's own intra-op threads (separate Python threads competed with them
@@ -171,6 +181,119 @@ def lower_inverse(m: Tensor) -> Tensor:
     return out
 
 
+def _pointer(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def chunk_states(
+    k: Tensor, v: Tensor, gamma: Tensor | None, beta: Tensor | None, h0: Tensor, g0: Tensor
+) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, Tensor] | None, Tensor, Tensor]:
+    """A group's written keys and values, decays and chunk-boundary states by the kernel (see `cpp_chunk_states.py`).
+    k: (G, B, H, C, D); v: (G, B, H, C, Dv); gamma, beta: (G, B, H, C) or None (= 1); h0: (B, H, D, D), g0:
+    (B, H, Dv, D) the states at the group's start. Returns kb, vb (k and v themselves without beta), (a, dec, wlast,
+    alast) as `chunking.Decay` (None without gamma), hs (G + 1, B, H, D, D) and gs (G + 1, B, H, Dv, D)."""
+    lib = library()
+    G, B, H, C, D = k.shape
+    Dv = v.shape[-1]
+    dtype = k.dtype
+    fn = lib.mesa_chunk_states_f32 if dtype == torch.float32 else lib.mesa_chunk_states_f64
+    k, v, h0, g0 = (t.to(dtype).contiguous() for t in (k, v, h0, g0))
+    gamma, beta = (None if t is None else t.to(dtype).contiguous() for t in (gamma, beta))
+    kb, vb = (k, v) if beta is None else (torch.empty_like(k), torch.empty_like(v))
+    decay = None
+    a = dec = wlast = alast = None
+    if gamma is not None:
+        a, wlast = torch.empty_like(gamma), torch.empty_like(gamma)
+        dec, alast = k.new_empty(G, B, H, C, C), k.new_empty(G, B, H)
+        decay = (a, dec, wlast, alast)
+    hs, gs = k.new_empty(G + 1, B, H, D, D), k.new_empty(G + 1, B, H, Dv, D)
+    args = [_pointer(t) for t in (k, v, gamma, beta, h0, g0, kb, vb, a, dec, wlast, alast, hs, gs)]
+    status = fn(G, B * H, max(1, torch.get_num_threads()), C, D, Dv, *args)
+    if status:
+        raise RuntimeError(f"mesa_lm: the compiled states kernel rejected its arguments (status {status})")
+    return kb, vb, decay, hs, gs
+
+
+def read_out(x: Tensor, k: Tensor, vb: Tensor, gs: Tensor, a: Tensor | None, dec: Tensor) -> Tensor:
+    """`chunking.linear_forward_group(x, k, vb, gs, a, dec)` by the kernel (see `cpp_linear_chunks.py`): the outputs
+    (G, B, H, C, Dv) of a group of chunks. x, k: (G, B, H, C, D); vb: (G, B, H, C, Dv); gs: (G, B, H, Dv, D) the
+    chunk-start states; a: (G, B, H, C) or None; dec: (G, B, H, C, C), or (C, C) when a is None."""
+    lib = library()
+    G, B, H, C, D = x.shape
+    Dv = vb.shape[-1]
+    dtype = x.dtype
+    fn = lib.mesa_read_out_f32 if dtype == torch.float32 else lib.mesa_read_out_f64
+    x, k, vb, gs, dec = (t.to(dtype).contiguous() for t in (x, k, vb, gs, dec))
+    a = None if a is None else a.to(dtype).contiguous()
+    out = x.new_empty(G, B, H, C, Dv)
+    args = [_pointer(t) for t in (x, k, vb, gs, a, dec, out)]
+    status = fn(G * B * H, max(1, torch.get_num_threads()), C, D, Dv, *args)
+    if status:
+        raise RuntimeError(f"mesa_lm: the compiled read-out kernel rejected its arguments (status {status})")
+    return out
+
+
+def query_grads(
+    dout: Tensor, vb: Tensor, k: Tensor, gs: Tensor, a: Tensor | None, dec: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The backward's `output_scores(dout, vb, dec)` and `query_grad_group(scale(dout, a), k, gs, p_G, None)` of one
+    group of chunks by the kernel (see `cpp_linear_chunks.py`). dout, vb: (G, B, H, C, Dv); k: (G, B, H, C, D);
+    gs: (G, B, H, Dv, D) the chunk-start states; a: (G, B, H, C) or None; dec: (G, B, H, C, C), or (C, C) when a is
+    None. Returns p_G (G, B, H, C, C) and r (G, B, H, C, D)."""
+    lib = library()
+    G, B, H, C, Dv = dout.shape
+    D = k.shape[-1]
+    dtype = dout.dtype
+    fn = lib.mesa_query_grads_f32 if dtype == torch.float32 else lib.mesa_query_grads_f64
+    dout, vb, k, gs, dec = (t.to(dtype).contiguous() for t in (dout, vb, k, gs, dec))
+    a = None if a is None else a.to(dtype).contiguous()
+    pg = dout.new_empty(G, B, H, C, C)
+    r = dout.new_empty(G, B, H, C, D)
+    args = [_pointer(t) for t in (dout, vb, k, gs, a, dec, pg, r)]
+    status = fn(G * B * H, max(1, torch.get_num_threads()), C, D, Dv, *args)
+    if status:
+        raise RuntimeError(f"mesa_lm: the compiled backward kernel rejected its arguments (status {status})")
+    return pg, r
+
+
+def chunk_backward(
+    inputs: tuple[Tensor, ...],
+    gates: tuple[Tensor | None, ...],
+    states: tuple[Tensor, Tensor],
+    grads: tuple[Tensor, Tensor, Tensor],
+    dstate: tuple[Tensor, Tensor],
+    dlam: Tensor,
+    need: tuple[bool, bool],
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor, Tensor]:
+    """The rest of `chunk._backward_group` for one group of chunks by the kernel (see `cpp_linear_chunks.py`).
+
+    inputs: x, k, kb (G, B, H, C, D), vb, v (G, B, H, C, Dv; v None without beta); gates: beta, a (G, B, H, C) or
+    None, dec, wlast (G, B, H, C) and alast (G, B, H) or None; states: hs (G, B, H, D, D), gs (G, B, H, Dv, D) at
+    the chunks' starts; grads: dout (G, B, H, C, Dv), m = -dq (G, B, H, C, D), p_G (from `query_grads`); dstate:
+    the gradients with respect to the states at the group's end, (B, H, D, D) and (B, H, Dv, D); dlam (B, H, D),
+    added into; need: (dbeta, dc). Returns dk, dv, dbeta or None, dc or None (G, B, H, C), and the gradients with
+    respect to the states at the group's start."""
+    lib = library()
+    x, k, kb, vb, v = inputs
+    beta, a, _, _, _ = gates
+    G, B, H, C, D = x.shape
+    Dv = vb.shape[-1]
+    dtype = x.dtype
+    fn = lib.mesa_chunk_backward_f32 if dtype == torch.float32 else lib.mesa_chunk_backward_f64
+    ins = [None if t is None else t.to(dtype).contiguous() for t in (*inputs, *gates, *states, *grads)]
+    dh, dg = (t.to(dtype).contiguous().clone() for t in dstate)
+    dk, dv = x.new_empty(G, B, H, C, D), x.new_empty(G, B, H, C, Dv)
+    dbeta = x.new_empty(G, B, H, C) if need[0] and beta is not None else None
+    dc = x.new_empty(G, B, H, C) if need[1] and a is not None else None
+    if not (dlam.is_contiguous() and dlam.dtype == dtype):
+        raise ValueError("chunk_backward: dlam must be contiguous and of the inputs' dtype")
+    args = [_pointer(t) for t in (*ins, dh, dg, dk, dv, dbeta, dc, dlam)]
+    status = fn(G, B * H, max(1, torch.get_num_threads()), C, D, Dv, *args)
+    if status:
+        raise RuntimeError(f"mesa_lm: the compiled backward kernel rejected its arguments (status {status})")
+    return dk, dv, dbeta, dc, dh, dg
+
+
 def _cpu_identity() -> str:
     """What -march=native depends on: the CPU model and its feature flags."""
     try:
@@ -242,4 +365,19 @@ def _load(path: Path) -> ctypes.CDLL:
     for fn in (lib.mesa_lower_inverse_f32, lib.mesa_lower_inverse_f64):
         fn.restype = i32
         fn.argtypes = [i64, i32, i32, ptr, ptr]  # (N, threads, n, m, out)
+    for fn in (lib.mesa_chunk_states_f32, lib.mesa_chunk_states_f64):
+        # (G, bh, threads, C, D, Dv, k, v, gamma, beta, h0, g0, kb, vb, a, dec, wlast, alast, hs, gs)
+        fn.restype = i32
+        fn.argtypes = [i32, i64, i32, i32, i32, i32, *[ptr] * 14]
+    for fn in (lib.mesa_read_out_f32, lib.mesa_read_out_f64):
+        fn.restype = i32
+        fn.argtypes = [i64, i32, i32, i32, i32, *[ptr] * 7]  # (N, threads, C, D, Dv, x, k, vb, gs, a, dec, out)
+    for fn in (lib.mesa_query_grads_f32, lib.mesa_query_grads_f64):
+        fn.restype = i32
+        fn.argtypes = [i64, i32, i32, i32, i32, *[ptr] * 8]  # (N, threads, C, D, Dv, do, vb, k, gs, a, dec, pg, r)
+    for fn in (lib.mesa_chunk_backward_f32, lib.mesa_chunk_backward_f64):
+        # (G, bh, threads, C, D, Dv, x, k, kb, vb, v, beta, a, dec, wlast, alast, hs, gs, do, m, pg, dh, dg, dk, dv,
+        # dbeta, dc, dlam)
+        fn.restype = i32
+        fn.argtypes = [i32, i64, i32, i32, i32, i32, *[ptr] * 22]
     return lib
