@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 import statistics
+import sys
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -59,8 +62,14 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float | No
         from torch.profiler._memory_profiler import Action
     except ImportError:  # a private API: report nothing rather than a wrong number
         return None
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True)
+    with _silent_stderr():
+        prof.start()
+    try:
         fn()
+    finally:
+        with _silent_stderr():
+            prof.stop()
     live = peak = 0
     for _, action, _, size in prof._memory_profile().timeline:
         if action == Action.CREATE:
@@ -69,3 +78,19 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float | No
             live -= size
         peak = max(peak, live)
     return peak / 2**20
+
+
+@contextlib.contextmanager
+def _silent_stderr() -> Iterator[None]:
+    """The process's stderr (file descriptor 2) sent to /dev/null: torch 2.13's profiler prints two "USDT: ...
+    profiler_start/stop" lines from C++ at every start and stop, one pair per benchmark row, with no switch to turn
+    them off. Only the profiler's start and stop run inside this, never the measured code."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
