@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import mesa_lm.ops.chunking as chunking
+import mesa_lm.ops.mesa.native as native
 from mesa_lm.ops import linear_attention, mesa_attention, mesa_attention_naive
 
 
@@ -192,8 +193,11 @@ def test_state_carry_equals_full_sequence():
 
 @pytest.mark.parametrize("impl", ["cholesky", "cg", "cg_exact", "naive"])
 @pytest.mark.parametrize("lam_kind", ["diag", "scalar"])
-def test_gradcheck(impl, lam_kind, small_groups):
-    """float64 gradcheck of every input, gates and initial state included (T = 5 over chunks of 2: ragged)."""
+@pytest.mark.parametrize("kernels", ["auto", "0"])
+def test_gradcheck(impl, lam_kind, kernels, small_groups, monkeypatch):
+    """float64 gradcheck of every input, gates and initial state included (T = 5 over chunks of 2: ragged), with the
+    compiled CPU kernels (where they build) and with the torch code alone (MESA_LM_NATIVE=0, the GPU path)."""
+    monkeypatch.setenv(native.ENV_MODE, kernels)
     x = make_inputs(B=1, T=5, H=2, D=3, Dv=2, gated=True, lam_kind=lam_kind, init=True, seed=1)
     names = ["q", "k", "v", "lam", "gamma", "beta"]
     leaves = [x[n].clone().requires_grad_() for n in names] + [s.clone().requires_grad_() for s in x["initial_state"]]
@@ -212,8 +216,11 @@ def test_gradcheck(impl, lam_kind, small_groups):
 @pytest.mark.parametrize(
     "method,lam_kind", [("woodbury", "diag"), ("woodbury", "scalar"), ("cholesky", "scalar"), ("cg", "diag")]
 )
-def test_gradcheck_ungated(method, lam_kind, small_groups):
-    """Input gate and initial state without a forget gate (the Woodbury case), and the plain ungated layer."""
+@pytest.mark.parametrize("kernels", ["auto", "0"])
+def test_gradcheck_ungated(method, lam_kind, kernels, small_groups, monkeypatch):
+    """Input gate and initial state without a forget gate (the Woodbury case), and the plain ungated layer; with and
+    without the compiled kernels."""
+    monkeypatch.setenv(native.ENV_MODE, kernels)
     x = make_inputs(B=1, T=5, H=2, D=3, Dv=2, gated=False, lam_kind=lam_kind, init=True, seed=2)
     x["beta"] = 0.5 + 0.5 * torch.rand(1, 5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     kw = dict(chunk_size=2, output_final_state=True, **method_kwargs(method, torch.float64))
