@@ -69,6 +69,8 @@ _library: ctypes.CDLL | None = None
 _failure: str | None = None  # why the kernel could not be built (then the eager solver runs)
 _warned = False
 _threaded = False  # whether the loaded build has OpenMP
+_tuned = True  # False where a build with -march=native failed and a later flag set was loaded
+_tuning_failure = ""  # why
 
 
 def mode() -> str:
@@ -110,6 +112,14 @@ def library() -> ctypes.CDLL | None:
                         warnings.warn(
                             "mesa_lm: the compiled kernels were built without OpenMP (the compiler rejected "
                             "-fopenmp): they run only when torch uses one thread; the eager solver runs otherwise.",
+                            RuntimeWarning,
+                            stacklevel=3,
+                        )
+                    if not _tuned and m == "auto":
+                        warnings.warn(
+                            "mesa_lm: the compiled kernels were built without -march=native, which the compiler "
+                            f"rejected ({_tuning_failure}); on x86 such a build can be several times slower. Set CXX "
+                            f"to a compiler that accepts it, or {ENV_MODE}=0 to use the torch code.",
                             RuntimeWarning,
                             stacklevel=3,
                         )
@@ -314,7 +324,7 @@ def _compiler() -> str:
 def _build_and_load() -> ctypes.CDLL:
     """The cached library for this source, compiler and CPU, compiled first if needed, with the first flag set that
     both compiles and loads."""
-    global _threaded
+    global _threaded, _tuned, _tuning_failure
     source = "".join(text for _, text in SOURCES + HEADERS).encode()
     cxx = _compiler()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
@@ -347,6 +357,9 @@ def _build_and_load() -> ctypes.CDLL:
         try:
             lib = _load(path)
             _threaded = "-fopenmp" in flags
+            tried_native = any("-march=native" in f for f in FLAG_SETS[: FLAG_SETS.index(flags)])
+            _tuned = "-march=native" in flags or not tried_native
+            _tuning_failure = "" if _tuned else (errors[0] if errors else "")
             return lib
         except OSError as e:  # e.g. built with OpenMP where no OpenMP runtime can be loaded
             errors.append(f"loading {path}: {e}")
