@@ -275,3 +275,28 @@ def test_failed_flag_sets_are_not_retried(fresh_native, monkeypatch):
     monkeypatch.setattr(native.subprocess, "run", _no_compile(native.subprocess.run))
     with pytest.raises(RuntimeError, match="failed before"):
         native._build_and_load()
+
+
+def test_nan_in_a_matrix_gives_nan_not_the_start():
+    """A NaN off the diagonal of a chunk's start state leaves the diagonals (so the Jacobi start b / diag) finite; the
+    residual is NaN, and those systems must come back NaN (as the eager solver's do), not as converged starts."""
+    solver, b = systems(C=6, D=5, seed=18)
+    solver.h[1, 0, 2, 0, 3] = float("nan")
+    x, active, _, _ = kernel(solver, b, tol=1e-13, sub_chunk=4)
+    hit = torch.zeros(x.shape[:-1], dtype=torch.bool)
+    hit[1, 0, 2] = True
+    assert x[hit].isnan().all() and not x[~hit].isnan().any()
+    assert position_err(x[~hit].view(-1, 5), direct(solver, b)[~hit].view(-1, 5)) <= 1e-10
+
+
+def test_wrappers_refuse_other_dtypes_and_shapes():
+    """The kernels index raw memory: a dtype other than float32/float64, or a mask of the wrong shape, is an error
+    before any call (float16 had been read as float64: a heap overrun)."""
+    solver, b = systems(C=6, D=5, seed=19)
+    with pytest.raises(TypeError, match="float16"):
+        native.read_out(b.half(), solver.k.half(), b.half(), solver.h.half(), None, solver.decay.dec.half()[0, 0, 0])
+    with pytest.raises(ValueError, match="dec has shape"):
+        native.read_out(b, solver.k, b, solver.h, solver.decay.a, solver.decay.dec[0, 0, 0])
+    one_head = solvers.MesaSolver("cg", solver.h, solver.k, solver.kb, None, solver.lam[:1], solver.decay, 1e-5, 9)
+    with pytest.raises(ValueError, match="lam has shape"):
+        kernel(one_head, b, 1e-5)

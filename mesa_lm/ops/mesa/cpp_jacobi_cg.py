@@ -95,6 +95,18 @@ inline void step(T* x, T* r, const T* p, const T* ap, const T* m, T alpha, int n
     }
 }
 
+// Whether a system iterates on: its squared residual norm rr is above `stop`. A NaN residual (a NaN anywhere in its
+// matrix or right-hand side) stops it with x = NaN, as the eager solver's x becomes: the start x = b / diag can be
+// finite where the matrix is not, and would otherwise pass for a solution.
+template <typename T>
+inline bool keep_going(T rr, T stop, T* x, int D) {
+    if (rr != rr) {
+        for (int j = 0; j < D; ++j) x[j] = rr;
+        return false;
+    }
+    return rr > stop;
+}
+
 template <typename T>
 struct ChunkSolver {
     int C, cs, D;
@@ -162,7 +174,7 @@ struct ChunkSolver {
                 }
                 stop[t] = dot(bs + t * D, bs + t * D, D) * T(tol * tol);
                 rz[t] = dot(rt, pt, D);
-                act[t] = dot(rt, rt, D) > stop[t];
+                act[t] = keep_going(dot(rt, rt, D), stop[t], xs + t * D, D);
                 any = any || act[t];
             }
             int it = 0;
@@ -182,7 +194,7 @@ struct ChunkSolver {
                     const T beta = rz_new / rz[t];
                     rz[t] = rz_new;
                     for (int j = 0; j < D; ++j) pt[j] = rt[j] * mt[j] + beta * pt[j];
-                    act[t] = rr > stop[t];  // NaN compares false: a NaN system stops
+                    act[t] = keep_going(rr, stop[t], xt, D);
                     any = any || act[t];
                 }
             }

@@ -155,10 +155,10 @@ def jacobi_cg(
     (G, B, H, C, D); a: (G, B, H, C) or None (ungated); dec: (G, B, H, C, C), or the (C, C) causal mask when a is
     None; lam: (H, D). Returns x (G, B, H, C, D), the not-converged mask (G, B, H, C, 1), each chunk's largest
     diagonal entry of H_t + Lambda (G,) and the most iterations any sub-chunk ran."""
-    lib = library()
     G, B, H, C, D = b.shape
     dtype = b.dtype
-    fn = lib.mesa_jacobi_cg_f32 if dtype == torch.float32 else lib.mesa_jacobi_cg_f64
+    fn = _entry("jacobi_cg", dtype)
+    _check_shapes("jacobi_cg", (a, dec), h=(h, (G, B, H, D, D)), k=(k, b.shape), kb=(kb, b.shape), lam=(lam, (H, D)))
     h, k, kb, dec, lam, b = (t.to(dtype).contiguous() for t in (h, k, kb, dec, lam, b))
     a = None if a is None else a.to(dtype).contiguous()
     x = torch.empty_like(b)
@@ -178,11 +178,11 @@ def jacobi_cg(
 def lower_inverse(m: Tensor) -> Tensor:
     """`triangular.lower_inverse` by the kernel: L^{-1} for the Cholesky factors L of SPD matrices m (..., n, n),
     zero above the diagonal (NaN from the first non-positive pivot of a matrix that is not positive definite)."""
-    lib = library()
     n = m.shape[-1]
+    fn = _entry("lower_inverse", m.dtype)
+    _check_shapes("lower_inverse", m=(m, (*m.shape[:-2], n, n)))
     mc = m.contiguous()
     out = torch.empty_like(mc)
-    fn = lib.mesa_lower_inverse_f32 if m.dtype == torch.float32 else lib.mesa_lower_inverse_f64
     count = mc.numel() // (n * n) if n else 0
     if count:
         status = fn(count, max(1, torch.get_num_threads()), n, mc.data_ptr(), out.data_ptr())
@@ -195,6 +195,28 @@ def _pointer(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+def _entry(name: str, dtype: torch.dtype):
+    """The kernel `mesa_<name>` for dtype. Any dtype but float32 and float64 is a TypeError: the kernel of the other
+    would read and write past the tensors' memory."""
+    suffix = {torch.float32: "f32", torch.float64: "f64"}.get(dtype)
+    if suffix is None:
+        raise TypeError(f"mesa_lm.ops.mesa.native.{name}: dtype {dtype}; the kernels take float32 or float64")
+    return getattr(library(), f"mesa_{name}_{suffix}")
+
+
+def _check_shapes(fn: str, decay: tuple[Tensor | None, Tensor] | None = None, **tensors) -> None:
+    """Each given (tensor, shape) pair has that shape (None tensors are skipped), and for decay = (a, dec), dec is
+    (..., C, C) with a's leading shape, or (C, C) when a is None: the kernels index raw memory by these shapes."""
+    if decay is not None:
+        a, dec = decay
+        C = dec.shape[-1]
+        tensors["dec"] = (dec, (C, C) if a is None else (*a.shape, C))
+    for name, (t, shape) in tensors.items():
+        if t is not None and tuple(t.shape) != tuple(shape):
+            got, want = tuple(t.shape), tuple(shape)
+            raise ValueError(f"mesa_lm.ops.mesa.native.{fn}: {name} has shape {got}; expected {want}")
+
+
 def chunk_states(
     k: Tensor, v: Tensor, gamma: Tensor | None, beta: Tensor | None, h0: Tensor, g0: Tensor
 ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, Tensor] | None, Tensor, Tensor]:
@@ -202,11 +224,15 @@ def chunk_states(
     k: (G, B, H, C, D); v: (G, B, H, C, Dv); gamma, beta: (G, B, H, C) or None (= 1); h0: (B, H, D, D), g0:
     (B, H, Dv, D) the states at the group's start. Returns kb, vb (k and v themselves without beta), (a, dec, wlast,
     alast) as `chunking.Decay` (None without gamma), hs (G + 1, B, H, D, D) and gs (G + 1, B, H, Dv, D)."""
-    lib = library()
     G, B, H, C, D = k.shape
     Dv = v.shape[-1]
     dtype = k.dtype
-    fn = lib.mesa_chunk_states_f32 if dtype == torch.float32 else lib.mesa_chunk_states_f64
+    fn = _entry("chunk_states", dtype)
+    gate = (G, B, H, C)
+    _check_shapes(
+        "chunk_states", v=(v, (G, B, H, C, Dv)), gamma=(gamma, gate), beta=(beta, gate), h0=(h0, (B, H, D, D)),
+        g0=(g0, (B, H, Dv, D)),
+    )
     k, v, h0, g0 = (t.to(dtype).contiguous() for t in (k, v, h0, g0))
     gamma, beta = (None if t is None else t.to(dtype).contiguous() for t in (gamma, beta))
     kb, vb = (k, v) if beta is None else (torch.empty_like(k), torch.empty_like(v))
@@ -228,11 +254,13 @@ def read_out(x: Tensor, k: Tensor, vb: Tensor, gs: Tensor, a: Tensor | None, dec
     """`chunking.linear_forward_group(x, k, vb, gs, a, dec)` by the kernel (see `cpp_linear_chunks.py`): the outputs
     (G, B, H, C, Dv) of a group of chunks. x, k: (G, B, H, C, D); vb: (G, B, H, C, Dv); gs: (G, B, H, Dv, D) the
     chunk-start states; a: (G, B, H, C) or None; dec: (G, B, H, C, C), or (C, C) when a is None."""
-    lib = library()
     G, B, H, C, D = x.shape
     Dv = vb.shape[-1]
     dtype = x.dtype
-    fn = lib.mesa_read_out_f32 if dtype == torch.float32 else lib.mesa_read_out_f64
+    fn = _entry("read_out", dtype)
+    _check_shapes(
+        "read_out", (a, dec), k=(k, x.shape), vb=(vb, (G, B, H, C, Dv)), gs=(gs, (G, B, H, Dv, D)), a=(a, (G, B, H, C))
+    )
     x, k, vb, gs, dec = (t.to(dtype).contiguous() for t in (x, k, vb, gs, dec))
     a = None if a is None else a.to(dtype).contiguous()
     out = x.new_empty(G, B, H, C, Dv)
@@ -250,11 +278,14 @@ def query_grads(
     group of chunks by the kernel (see `cpp_linear_chunks.py`). dout, vb: (G, B, H, C, Dv); k: (G, B, H, C, D);
     gs: (G, B, H, Dv, D) the chunk-start states; a: (G, B, H, C) or None; dec: (G, B, H, C, C), or (C, C) when a is
     None. Returns p_G (G, B, H, C, C) and r (G, B, H, C, D)."""
-    lib = library()
     G, B, H, C, Dv = dout.shape
     D = k.shape[-1]
     dtype = dout.dtype
-    fn = lib.mesa_query_grads_f32 if dtype == torch.float32 else lib.mesa_query_grads_f64
+    fn = _entry("query_grads", dtype)
+    _check_shapes(
+        "query_grads", (a, dec), vb=(vb, dout.shape), k=(k, (G, B, H, C, D)), gs=(gs, (G, B, H, Dv, D)),
+        a=(a, (G, B, H, C)),
+    )
     dout, vb, k, gs, dec = (t.to(dtype).contiguous() for t in (dout, vb, k, gs, dec))
     a = None if a is None else a.to(dtype).contiguous()
     pg = dout.new_empty(G, B, H, C, C)
@@ -283,13 +314,22 @@ def chunk_backward(
     the gradients with respect to the states at the group's end, (B, H, D, D) and (B, H, Dv, D); dlam (B, H, D),
     added into; need: (dbeta, dc). Returns dk, dv, dbeta or None, dc or None (G, B, H, C), and the gradients with
     respect to the states at the group's start."""
-    lib = library()
     x, k, kb, vb, v = inputs
-    beta, a, _, _, _ = gates
+    beta, a, dec, wlast, alast = gates
     G, B, H, C, D = x.shape
     Dv = vb.shape[-1]
     dtype = x.dtype
-    fn = lib.mesa_chunk_backward_f32 if dtype == torch.float32 else lib.mesa_chunk_backward_f64
+    fn = _entry("chunk_backward", dtype)
+    gate, cd, cv = (G, B, H, C), x.shape, (G, B, H, C, Dv)
+    _check_shapes(
+        "chunk_backward", (a, dec), k=(k, cd), kb=(kb, cd), vb=(vb, cv), v=(v, cv), beta=(beta, gate), a=(a, gate),
+        wlast=(wlast if a is not None else None, gate), alast=(alast if a is not None else None, (G, B, H)),
+        hs=(states[0], (G, B, H, D, D)), gs=(states[1], (G, B, H, Dv, D)), dout=(grads[0], cv), m=(grads[1], cd),
+        pg=(grads[2], (G, B, H, C, C)), dh=(dstate[0], (B, H, D, D)), dg=(dstate[1], (B, H, Dv, D)),
+        dlam=(dlam, (B, H, D)),
+    )
+    if a is not None and (wlast is None or alast is None):
+        raise ValueError("mesa_lm.ops.mesa.native.chunk_backward: a gated call needs wlast and alast")
     ins = [None if t is None else t.to(dtype).contiguous() for t in (*inputs, *gates, *states, *grads)]
     dh, dg = (t.to(dtype).contiguous().clone() for t in dstate)
     dk, dv = x.new_empty(G, B, H, C, D), x.new_empty(G, B, H, C, Dv)
