@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -385,13 +386,11 @@ def _build_and_load() -> ctypes.CDLL:
                 for name, text in SOURCES + HEADERS:
                     Path(build, name).write_text(text)
                 out = Path(build, path.name)
-                cmd = [cxx, *flags, "-std=c++17", "-shared", "-fPIC", "-o", str(out)]
-                cmd += [str(Path(build, name)) for name, _ in SOURCES]
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
-                if done.returncode != 0:
-                    last = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-                    errors.append(f"{' '.join(cmd)}: {last[0]}")
-                    failed.write_text(f"{' '.join(cmd)}\n{done.stderr}")
+                failure = _compile(cxx, flags, Path(build), out)
+                if failure is not None:
+                    cmd, stderr = failure
+                    errors.append(f"{cmd}: {(stderr.strip().splitlines() or ['failed'])[-1]}")
+                    failed.write_text(f"{cmd}\n{stderr}")
                     continue
                 os.replace(out, path)  # atomic: another process sees no file or the whole file
         try:
@@ -404,6 +403,25 @@ def _build_and_load() -> ctypes.CDLL:
         except OSError as e:  # e.g. built with OpenMP where no OpenMP runtime can be loaded
             errors.append(f"loading {path}: {e}")
     raise RuntimeError("; ".join(errors))
+
+
+def _compile(cxx: str, flags: tuple[str, ...], build: Path, out: Path) -> tuple[str, str] | None:
+    """Compiles the sources in `build` to objects side by side (about 3 s each here: together, one call took 12 s),
+    then links them into `out`. Returns None, or the failed command and its stderr."""
+    common = [cxx, *flags, "-std=c++17", "-fPIC"]
+    jobs = [[*common, "-c", str(build / name), "-o", str(build / f"{name}.o")] for name, _ in SOURCES]
+    link = [*common, "-shared", "-o", str(out), *(str(build / f"{name}.o") for name, _ in SOURCES)]
+
+    def run(cmd: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        results = list(pool.map(run, jobs))
+    for cmd, done in zip(jobs + [link], results + [None]):
+        done = run(cmd) if done is None else done  # the link, once every object compiled
+        if done.returncode != 0:
+            return " ".join(cmd), done.stderr or f"exit status {done.returncode}"
+    return None
 
 
 def _load(path: Path) -> ctypes.CDLL:
