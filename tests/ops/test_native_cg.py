@@ -289,9 +289,9 @@ def test_nan_in_a_matrix_gives_nan_not_the_start():
     assert position_err(x[~hit].view(-1, 5), direct(solver, b)[~hit].view(-1, 5)) <= 1e-10
 
 
-def test_wrappers_refuse_other_dtypes_and_shapes():
+def test_wrappers_refuse_other_dtypes_and_shapes(monkeypatch):
     """The kernels index raw memory: a dtype other than float32/float64, or a mask of the wrong shape, is an error
-    before any call (float16 had been read as float64: a heap overrun)."""
+    before any call (float16 had been read as float64: a heap overrun); so is a call with the kernels off."""
     solver, b = systems(C=6, D=5, seed=19)
     with pytest.raises(TypeError, match="float16"):
         native.read_out(b.half(), solver.k.half(), b.half(), solver.h.half(), None, solver.decay.dec.half()[0, 0, 0])
@@ -300,3 +300,6 @@ def test_wrappers_refuse_other_dtypes_and_shapes():
     one_head = solvers.MesaSolver("cg", solver.h, solver.k, solver.kb, None, solver.lam[:1], solver.decay, 1e-5, 9)
     with pytest.raises(ValueError, match="lam has shape"):
         kernel(one_head, b, 1e-5)
+    monkeypatch.setenv(native.ENV_MODE, "0")
+    with pytest.raises(RuntimeError, match="kernels are off"):
+        kernel(solver, b, 1e-5)

@@ -202,7 +202,10 @@ def _entry(name: str, dtype: torch.dtype):
     suffix = {torch.float32: "f32", torch.float64: "f64"}.get(dtype)
     if suffix is None:
         raise TypeError(f"mesa_lm.ops.mesa.native.{name}: dtype {dtype}; the kernels take float32 or float64")
-    return getattr(library(), f"mesa_{name}_{suffix}")
+    lib = library()
+    if lib is None:
+        raise RuntimeError(f"mesa_lm.ops.mesa.native.{name}: the kernels are off ({ENV_MODE}=0) or could not be built")
+    return getattr(lib, f"mesa_{name}_{suffix}")
 
 
 def _check_shapes(fn: str, decay: tuple[Tensor | None, Tensor] | None = None, **tensors) -> None:
