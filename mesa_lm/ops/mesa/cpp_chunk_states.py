@@ -144,11 +144,9 @@ int chunk_states(int G, long bh, int threads, int C, int D, int Dv, const T* k, 
                 T* gnext = gs + (n + bh) * vd;
                 for (long q = 0; q < dd; ++q) hnext[q] = carry * hn[q];
                 for (long q = 0; q < vd; ++q) gnext[q] = carry * gsn[q];
-                for (int t = 0; t < C; ++t)
-                    for (int l = 0; l < D; ++l) wt[long(l) * C + t] = (wn == nullptr ? T(1) : wn[t]) * kbn[t * D + l];
+                transpose<T>(kbn, D, C, D, wt.data(), C, T(1), wn);
                 product<T>(wt.data(), C, kn, D, hnext, D, D, D, C, true);
-                for (int t = 0; t < C; ++t)
-                    for (int l = 0; l < Dv; ++l) wt[long(l) * C + t] = (wn == nullptr ? T(1) : wn[t]) * vbn[t * Dv + l];
+                transpose<T>(vbn, Dv, C, Dv, wt.data(), C, T(1), wn);
                 product<T>(wt.data(), C, kn, D, gnext, D, Dv, D, C, true);
             }
         }

@@ -38,21 +38,7 @@ SOURCE = r"""
 
 namespace {
 
-// Sums with one partial sum per lane, so that the compiler vectorises them (a single running sum would be a chain
-// of dependent scalar additions).
-template <typename T>
-inline T dot(const T* a, const T* b, int n) {
-    constexpr int W = lanes<T>();
-    T part[W] = {};
-    int j = 0;
-    for (; j + W <= n; j += W)
-        for (int u = 0; u < W; ++u) part[u] += a[j + u] * b[j + u];
-    T s = 0;
-    for (; j < n; ++j) s += a[j] * b[j];
-    for (int u = 0; u < W; ++u) s += part[u];
-    return s;
-}
-
+// The largest of n entries, with one partial maximum per lane (as `dot` in products.h).
 template <typename T>
 inline T largest(const T* a, int n) {
     constexpr int W = lanes<T>();
@@ -147,8 +133,7 @@ struct ChunkSolver {
                 for (int i = 0; i < n; ++i) decays[t * n + i] = dec[(s + t) * C + s + i];
                 starts[t] = a == nullptr ? T(1) : (s == 0 ? a[t] : dec[(s + t) * C + s - 1]);
             }
-            for (int i = 0; i < n; ++i)
-                for (int l = 0; l < D; ++l) kt[l * n + i] = Ks[i * D + l];
+            transpose<T>(Ks, D, n, D, kt.data(), n);
             // Diagonals of H_t + Lambda, their peak, and the Jacobi scaling.
             for (int t = 0; t < n; ++t) {
                 T* m = &inv_diag[t * D];
@@ -205,8 +190,7 @@ struct ChunkSolver {
                 const int e = n - 1;
                 const T carry = starts[e];
                 for (int q = 0; q < D * D; ++q) state[q] *= carry;
-                for (int i = 0; i < n; ++i)
-                    for (int l = 0; l < D; ++l) kwt[l * n + i] = decays[e * n + i] * KBs[i * D + l];
+                transpose<T>(KBs, D, n, D, kwt.data(), n, T(1), &decays[e * n]);
                 product<T>(kwt.data(), n, Ks, D, state.data(), D, D, D, n, true);
             }
         }

@@ -37,28 +37,6 @@ SOURCE = r"""
 
 namespace {
 
-// dst (cols x rows) = src (rows x cols, leading dimension ld)^T, each source row r times scale[r] if given.
-template <typename T>
-inline void transpose(const T* src, int rows, int cols, long ld, T* dst, const T* scale = nullptr) {
-    for (int r = 0; r < rows; ++r) {
-        const T s = scale == nullptr ? T(1) : scale[r];
-        for (int c = 0; c < cols; ++c) dst[long(c) * rows + r] = s * src[r * ld + c];
-    }
-}
-
-template <typename T>
-inline T dot_n(const T* a, const T* b, int n) {
-    constexpr int W = lanes<T>();
-    T part[W] = {};
-    int j = 0;
-    for (; j + W <= n; j += W)
-        for (int u = 0; u < W; ++u) part[u] += a[j + u] * b[j + u];
-    T s = 0;
-    for (; j < n; ++j) s += a[j] * b[j];
-    for (int u = 0; u < W; ++u) s += part[u];
-    return s;
-}
-
 template <typename T>
 int read_out(long N, int threads, int C, int D, int Dv, const T* x, const T* k, const T* vb, const T* gs, const T* a,
              const T* dec, T* out) {
@@ -71,9 +49,9 @@ int read_out(long N, int threads, int C, int D, int Dv, const T* x, const T* k, 
             const T* xn = x + n * C * D;
             const T* dn = a == nullptr ? dec : dec + n * C * C;
             T* on = out + n * C * Dv;
-            transpose<T>(gs + n * Dv * D, Dv, D, D, gt.data());
+            transpose<T>(gs + n * Dv * D, D, Dv, D, gt.data(), Dv);
             product<T>(xn, D, gt.data(), Dv, on, Dv, C, Dv, D, false, a == nullptr ? nullptr : a + n * C);
-            transpose<T>(k + n * C * D, C, D, D, kt.data());
+            transpose<T>(k + n * C * D, D, C, D, kt.data(), C);
             lower_product<T>(xn, D, kt.data(), C, s.data(), C, C, D);
             for (long q = 0; q < long(C) * C; ++q) s[q] *= dn[q];
             lower_times<T>(s.data(), C, vb + n * C * Dv, Dv, on, Dv, C, Dv, true);
@@ -95,7 +73,7 @@ int query_grads(long N, int threads, int C, int D, int Dv, const T* dout, const 
             const T* dn = a == nullptr ? dec : dec + n * C * C;
             T* p = pg + n * C * C;
             T* rn = r + n * C * D;
-            transpose<T>(vb + n * C * Dv, C, Dv, Dv, vbt.data());
+            transpose<T>(vb + n * C * Dv, Dv, C, Dv, vbt.data(), C);
             lower_product<T>(don, Dv, vbt.data(), C, p, C, C, Dv);
             for (long q = 0; q < long(C) * C; ++q) p[q] *= dn[q];
             product<T>(don, Dv, gs + n * Dv * D, D, rn, D, C, D, Dv, false, a == nullptr ? nullptr : a + n * C);
@@ -120,32 +98,32 @@ struct ChunkBackward {
              const T* wlast, const T* alast, const T* hn, const T* gn, const T* dout, const T* m, const T* pg, T* dk,
              T* dv, T* dbeta, T* dc, T* dlam) {
         // p = dec o (m kb^T) + p_G, and its transpose.
-        transpose<T>(kb, C, D, D, kt.data());
+        transpose<T>(kb, D, C, D, kt.data(), C);
         lower_product<T>(m, D, kt.data(), C, p.data(), C, C, D);
         for (long q = 0; q < long(C) * C; ++q) p[q] = p[q] * dec[q] + pg[q];
-        transpose<T>(p.data(), C, C, C, pt.data());
+        transpose<T>(p.data(), C, C, C, pt.data(), C);
         // dk = p^T x + wlast o (vb dG + kb dH)
         upper_times<T>(pt.data(), C, x, D, dk, D, C, D, false);
         product<T>(vb, Dv, dg.data(), D, dk, D, C, D, Dv, true, wlast);
         product<T>(kb, D, dh.data(), D, dk, D, C, D, D, true, wlast);
         // qk[t, i] = x_t . k_i
-        transpose<T>(k, C, D, D, kt.data());
+        transpose<T>(k, D, C, D, kt.data(), C);
         lower_product<T>(x, D, kt.data(), C, qk.data(), C, C, D);
         if (dc != nullptr) {
-            for (int t = 0; t < C; ++t) qdq[t] = dot_n(&p[t * C], &qk[t * C], C);
+            for (int t = 0; t < C; ++t) qdq[t] = dot(&p[t * C], &qk[t * C], C);
             product<T>(dout, Dv, gn, D, tmp.data(), D, C, D, Dv, false, a);
-            for (int t = 0; t < C; ++t) qdq[t] += dot_n(x + t * D, &tmp[t * D], D);
+            for (int t = 0; t < C; ++t) qdq[t] += dot(x + t * D, &tmp[t * D], D);
             product<T>(m, D, hn, D, tmp.data(), D, C, D, D, false, a);
             for (int t = 0; t < C; ++t) {
-                qdq[t] += dot_n(x + t * D, &tmp[t * D], D);
-                dc[t] = qdq[t] - dot_n(k + t * D, dk + t * D, D);
+                qdq[t] += dot(x + t * D, &tmp[t * D], D);
+                dc[t] = qdq[t] - dot(k + t * D, dk + t * D, D);
             }
         }
         // sqk[i, t] = dec[t, i] (x_t . k_i); dvb = sqk do + wlast o (k dG^T), dkb = sqk m + wlast o (k dH^T)
         for (int t = 0; t < C; ++t)
             for (int i = 0; i < C; ++i) sqk[i * C + t] = dec[t * C + i] * qk[t * C + i];
-        transpose<T>(dg.data(), Dv, D, D, dgt.data());
-        transpose<T>(dh.data(), D, D, D, dht.data());
+        transpose<T>(dg.data(), D, Dv, D, dgt.data(), Dv);
+        transpose<T>(dh.data(), D, D, D, dht.data(), D);
         upper_times<T>(sqk.data(), C, dout, Dv, dv, Dv, C, Dv, false);
         product<T>(k, D, dgt.data(), Dv, dv, Dv, C, Dv, D, true, wlast);
         upper_times<T>(sqk.data(), C, m, D, dkb.data(), D, C, D, false);
@@ -154,7 +132,7 @@ struct ChunkBackward {
             T* dvt = dv + t * Dv;
             T* dkbt = &dkb[t * D];
             if (beta != nullptr) {
-                if (dbeta != nullptr) dbeta[t] = dot_n(dvt, v + t * Dv, Dv) + dot_n(dkbt, k + t * D, D);
+                if (dbeta != nullptr) dbeta[t] = dot(dvt, v + t * Dv, Dv) + dot(dkbt, k + t * D, D);
                 for (int j = 0; j < Dv; ++j) dvt[j] *= beta[t];
                 for (int j = 0; j < D; ++j) dkbt[j] *= beta[t];
             }
@@ -164,8 +142,8 @@ struct ChunkBackward {
             }
         }
         // The gradients at the chunk's start: dG <- alast dG + sum_t a_t do_t x_t^T, dH likewise with m.
-        transpose<T>(dout, C, Dv, Dv, dot_t.data(), a);
-        transpose<T>(m, C, D, D, mt.data(), a);
+        transpose<T>(dout, Dv, C, Dv, dot_t.data(), C, T(1), a);
+        transpose<T>(m, D, C, D, mt.data(), C, T(1), a);
         if (alast != nullptr) {
             for (auto& e : dg) e *= *alast;
             for (auto& e : dh) e *= *alast;

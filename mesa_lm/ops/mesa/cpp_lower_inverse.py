@@ -69,13 +69,6 @@ void invert_small(const T* A, long lda, T* L, T* Li, long ld, int n, double* U, 
         }
 }
 
-// W (cols x rows, leading dimension ldw) = sign * M^T for M (rows x cols, leading dimension ldm).
-template <typename T>
-void transpose(const T* M, long ldm, int rows, int cols, T* W, long ldw, T sign) {
-    for (int i = 0; i < rows; ++i)
-        for (int j = 0; j < cols; ++j) W[j * ldw + i] = sign * M[i * ldm + j];
-}
-
 // Recursive blocked Cholesky and inverse (the blocked algorithm of LAPACK's potrf and trtri, with the products in
 // register-blocked kernels): with A = [[A11, .], [A21, A22]] and h = n / 2,
 //   L11 = chol(A11), L21 = A21 L11^{-T}, L22 = chol(A22 - L21 L21^T),

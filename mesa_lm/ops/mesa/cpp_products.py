@@ -86,6 +86,32 @@ void product(const T* A, long lda, const T* B, long ldb, T* C, long ldc, int M, 
         }
 }
 
+// a . b over n entries, with one partial sum per lane so that the compiler vectorises it (a single running sum would
+// be a chain of dependent scalar additions).
+template <typename T>
+inline T dot(const T* a, const T* b, int n) {
+    constexpr int W = lanes<T>();
+    T part[W] = {};
+    int j = 0;
+    for (; j + W <= n; j += W)
+        for (int u = 0; u < W; ++u) part[u] += a[j + u] * b[j + u];
+    T s = 0;
+    for (; j < n; ++j) s += a[j] * b[j];
+    for (int u = 0; u < W; ++u) s += part[u];
+    return s;
+}
+
+// W (cols x rows, leading dimension ldw) = factor * M^T for M (rows x cols, leading dimension ldm), each row i of M
+// also times row_scale[i] if given.
+template <typename T>
+inline void transpose(const T* M, long ldm, int rows, int cols, T* W, long ldw, T factor = T(1),
+                      const T* row_scale = nullptr) {
+    for (int i = 0; i < rows; ++i) {
+        const T s = row_scale == nullptr ? factor : factor * row_scale[i];
+        for (int j = 0; j < cols; ++j) W[j * ldw + i] = s * M[i * ldm + j];
+    }
+}
+
 // Products with the (n x n) score matrices of a chunk, which are triangular (causal), by row blocks of TRI_ROWS so
 // that the zero half is skipped (about 44% of the work at n = 64).
 constexpr int TRI_ROWS = 8;
