@@ -1,4 +1,4 @@
-"""Where mesa_lm keeps what it builds or extracts once per machine (the embedded corpus, the compiled CG kernel)."""
+"""Where mesa_lm keeps what it builds or extracts once per machine (the embedded corpus, the compiled kernels)."""
 
 from __future__ import annotations
 

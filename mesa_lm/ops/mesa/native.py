@@ -1,5 +1,6 @@
-"""The compiled CPU kernels of the mesa layer (C++ in `cpp_jacobi_cg.py`, `cpp_lower_inverse.py`, `cpp_products.py`):
-built on first use, cached, called by ctypes.
+"""The compiled CPU kernels of the mesa layer (C++ in `cpp_jacobi_cg.py`, `cpp_lower_inverse.py`,
+`cpp_chunk_states.py`, `cpp_linear_chunks.py`, with the shared `cpp_products.py`): built on first use, cached, called by
+ctypes.
 
 On a CPU, most of the gated mesa layer's time is its conjugate gradient, and in eager torch most of that is per-call
 overhead and passes over vectors that do not stay in cache. The kernel solves the same systems with the same stopping
@@ -158,7 +159,6 @@ def jacobi_cg(
     diagonal entry of H_t + Lambda (G,) and the most iterations any sub-chunk ran."""
     G, B, H, C, D = b.shape
     dtype = b.dtype
-    fn = _entry("jacobi_cg", dtype)
     _check_shapes("jacobi_cg", (a, dec), h=(h, (G, B, H, D, D)), k=(k, b.shape), kb=(kb, b.shape), lam=(lam, (H, D)))
     h, k, kb, dec, lam, b = (t.to(dtype).contiguous() for t in (h, k, kb, dec, lam, b))
     a = None if a is None else a.to(dtype).contiguous()
@@ -170,9 +170,7 @@ def jacobi_cg(
     pointers += [t.data_ptr() for t in (dec, lam, b)]
     outs = [t.data_ptr() for t in (x, active, peak, iters)]
     max_iter = min(max_iter, 2**31 - 1)  # a C int
-    status = fn(G * B * H, max(1, torch.get_num_threads()), H, C, sub_chunk, D, *pointers, float(tol), max_iter, *outs)
-    if status:
-        raise RuntimeError(f"mesa_lm: the compiled CG kernel rejected its arguments (status {status})")
+    _call("jacobi_cg", dtype, (G * B * H,), H, C, sub_chunk, D, *pointers, float(tol), max_iter, *outs)
     return x, active.bool()[..., None], peak.flatten(1).amax(1), int(iters.max())
 
 
@@ -180,15 +178,12 @@ def lower_inverse(m: Tensor) -> Tensor:
     """`triangular.lower_inverse` by the kernel: L^{-1} for the Cholesky factors L of SPD matrices m (..., n, n),
     zero above the diagonal (NaN from the first non-positive pivot of a matrix that is not positive definite)."""
     n = m.shape[-1]
-    fn = _entry("lower_inverse", m.dtype)
     _check_shapes("lower_inverse", m=(m, (*m.shape[:-2], n, n)))
     mc = m.contiguous()
     out = torch.empty_like(mc)
     count = mc.numel() // (n * n) if n else 0
     if count:
-        status = fn(count, max(1, torch.get_num_threads()), n, mc.data_ptr(), out.data_ptr())
-        if status:
-            raise RuntimeError(f"mesa_lm: the compiled inverse kernel rejected its arguments (status {status})")
+        _call("lower_inverse", m.dtype, (count,), n, mc.data_ptr(), out.data_ptr())
     return out
 
 
@@ -206,6 +201,15 @@ def _entry(name: str, dtype: torch.dtype):
     if lib is None:
         raise RuntimeError(f"mesa_lm.ops.mesa.native.{name}: the kernels are off ({ENV_MODE}=0) or could not be built")
     return getattr(lib, f"mesa_{name}_{suffix}")
+
+
+def _call(name: str, dtype: torch.dtype, counts: tuple[int, ...], *args) -> None:
+    """Runs the kernel `mesa_<name>` for dtype on torch's intra-op thread count, which every kernel takes right after
+    its item counts (`counts`: (N,), or (G, B H) for those that scan over a group's chunks), before `args`. A
+    nonzero status is an error: the kernel checked its sizes and did nothing."""
+    status = _entry(name, dtype)(*counts, max(1, torch.get_num_threads()), *args)
+    if status:
+        raise RuntimeError(f"mesa_lm: the compiled {name} kernel rejected its arguments (status {status})")
 
 
 def _check_shapes(fn: str, decay: tuple[Tensor | None, Tensor] | None = None, **tensors) -> None:
@@ -231,7 +235,6 @@ def chunk_states(
     G, B, H, C, D = k.shape
     Dv = v.shape[-1]
     dtype = k.dtype
-    fn = _entry("chunk_states", dtype)
     gate = (G, B, H, C)
     _check_shapes(
         "chunk_states", v=(v, (G, B, H, C, Dv)), gamma=(gamma, gate), beta=(beta, gate), h0=(h0, (B, H, D, D)),
@@ -248,9 +251,7 @@ def chunk_states(
         decay = (a, dec, wlast, alast)
     hs, gs = k.new_empty(G + 1, B, H, D, D), k.new_empty(G + 1, B, H, Dv, D)
     args = [_pointer(t) for t in (k, v, gamma, beta, h0, g0, kb, vb, a, dec, wlast, alast, hs, gs)]
-    status = fn(G, B * H, max(1, torch.get_num_threads()), C, D, Dv, *args)
-    if status:
-        raise RuntimeError(f"mesa_lm: the compiled states kernel rejected its arguments (status {status})")
+    _call("chunk_states", dtype, (G, B * H), C, D, Dv, *args)
     return kb, vb, decay, hs, gs
 
 
@@ -261,7 +262,6 @@ def read_out(x: Tensor, k: Tensor, vb: Tensor, gs: Tensor, a: Tensor | None, dec
     G, B, H, C, D = x.shape
     Dv = vb.shape[-1]
     dtype = x.dtype
-    fn = _entry("read_out", dtype)
     _check_shapes(
         "read_out", (a, dec), k=(k, x.shape), vb=(vb, (G, B, H, C, Dv)), gs=(gs, (G, B, H, Dv, D)), a=(a, (G, B, H, C))
     )
@@ -269,9 +269,7 @@ def read_out(x: Tensor, k: Tensor, vb: Tensor, gs: Tensor, a: Tensor | None, dec
     a = None if a is None else a.to(dtype).contiguous()
     out = x.new_empty(G, B, H, C, Dv)
     args = [_pointer(t) for t in (x, k, vb, gs, a, dec, out)]
-    status = fn(G * B * H, max(1, torch.get_num_threads()), C, D, Dv, *args)
-    if status:
-        raise RuntimeError(f"mesa_lm: the compiled read-out kernel rejected its arguments (status {status})")
+    _call("read_out", dtype, (G * B * H,), C, D, Dv, *args)
     return out
 
 
@@ -285,7 +283,6 @@ def query_grads(
     G, B, H, C, Dv = dout.shape
     D = k.shape[-1]
     dtype = dout.dtype
-    fn = _entry("query_grads", dtype)
     _check_shapes(
         "query_grads", (a, dec), vb=(vb, dout.shape), k=(k, (G, B, H, C, D)), gs=(gs, (G, B, H, Dv, D)),
         a=(a, (G, B, H, C)),
@@ -295,9 +292,7 @@ def query_grads(
     pg = dout.new_empty(G, B, H, C, C)
     r = dout.new_empty(G, B, H, C, D)
     args = [_pointer(t) for t in (dout, vb, k, gs, a, dec, pg, r)]
-    status = fn(G * B * H, max(1, torch.get_num_threads()), C, D, Dv, *args)
-    if status:
-        raise RuntimeError(f"mesa_lm: the compiled backward kernel rejected its arguments (status {status})")
+    _call("query_grads", dtype, (G * B * H,), C, D, Dv, *args)
     return pg, r
 
 
@@ -323,7 +318,6 @@ def chunk_backward(
     G, B, H, C, D = x.shape
     Dv = vb.shape[-1]
     dtype = x.dtype
-    fn = _entry("chunk_backward", dtype)
     gate, cd, cv = (G, B, H, C), x.shape, (G, B, H, C, Dv)
     _check_shapes(
         "chunk_backward", (a, dec), k=(k, cd), kb=(kb, cd), vb=(vb, cv), v=(v, cv), beta=(beta, gate), a=(a, gate),
@@ -342,9 +336,7 @@ def chunk_backward(
     if not (dlam.is_contiguous() and dlam.dtype == dtype):
         raise ValueError("chunk_backward: dlam must be contiguous and of the inputs' dtype")
     args = [_pointer(t) for t in (*ins, dh, dg, dk, dv, dbeta, dc, dlam)]
-    status = fn(G, B * H, max(1, torch.get_num_threads()), C, D, Dv, *args)
-    if status:
-        raise RuntimeError(f"mesa_lm: the compiled backward kernel rejected its arguments (status {status})")
+    _call("chunk_backward", dtype, (G, B * H), C, D, Dv, *args)
     return dk, dv, dbeta, dc, dh, dg
 
 
